@@ -1,0 +1,34 @@
+//! portcullis: an identity-aware access proxy.
+//!
+//! One request flows through the modules in this order:
+//! accept ([`app`]) -> normalize the path and pick a route ([`routes`]) -> find out who is
+//! calling ([`identity`]) -> decide ([`policy`]) -> forward with a [`policy::Permit`] ([`proxy`]).
+//!
+//! Module map:
+//! - [`cli`]: the command line (`serve`, `check`, `demo`); parses arguments and calls in here.
+//! - [`config`]: TOML file types and the validated runtime config of typed values; every error
+//!   with its key path. Imports neither axum nor any database crate.
+//! - [`secrets`]: secret references (`env:`, `file:`, `aws-sm:`) and the `Secret` newtype that
+//!   never prints its value.
+//! - [`routes`]: path normalization and the route table (selection by specificity).
+//! - [`identity`]: who the caller is: the `Identity` value every policy criterion reads.
+//! - [`policy`]: rules as data and the pure `evaluate` function; the only maker of `Permit`s.
+//! - [`proxy`]: the upstream side: pooled client, header rewriting, streaming, upgrades,
+//!   load balancing with passive ejection, timeouts.
+//! - [`app`]: the listeners (plain, TLS, h2c), connection limits, graceful shutdown, the router
+//!   and the gateway handler that ties routes, policy and proxy together.
+//! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`.
+//! - [`telemetry`]: tracing setup (human or JSON logs).
+//! - [`demo`]: `portcullis demo`: embedded config and a built-in echo upstream.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod identity;
+pub mod policy;
+pub mod proxy;
+pub mod routes;
+pub mod secrets;
+pub mod telemetry;
