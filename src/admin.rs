@@ -1,1 +1,110 @@
-//! admin
+//! The admin listener (`server.admin_listen`, loopback by default): `/healthz` (the process
+//! is up), `/readyz` (the main listener serves; later also: the audit store is writable) and
+//! `/metrics` (Prometheus text). It never serves user traffic and has no authentication, so it
+//! must not be exposed beyond the host or a private network.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Metric names, in one place so dashboards and code agree.
+pub mod names {
+    /// Counter: requests by `route`, `decision` and `status`.
+    pub const REQUESTS: &str = "portcullis_requests_total";
+    /// Histogram (seconds): request latency by `route`.
+    pub const LATENCY: &str = "portcullis_request_duration_seconds";
+    /// Counter: upstream failures by `route` and `kind` (connect, timeout, upstream, body).
+    pub const UPSTREAM_ERRORS: &str = "portcullis_upstream_errors_total";
+    /// Gauge: open client connections.
+    pub const OPEN_CONNECTIONS: &str = "portcullis_open_connections";
+}
+
+/// Readiness, flipped by the app once its listener serves.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    listener: AtomicBool,
+}
+
+impl Readiness {
+    /// Marks the main listener as serving.
+    pub fn set_listening(&self) {
+        self.listener.store(true, Ordering::Release);
+    }
+
+    /// Whether every dependency is ready.
+    pub fn is_ready(&self) -> bool {
+        self.listener.load(Ordering::Acquire)
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use. Returns None when another
+/// recorder was installed first (then `/metrics` answers 503).
+pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(names::LATENCY.into()), &buckets)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            // Histograms keep raw samples until upkeep folds them into buckets.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// The admin router; tests call it with `oneshot`.
+pub fn router(readiness: Arc<Readiness>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(readiness)
+}
+
+async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
+    if readiness.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics() -> impl IntoResponse {
+    match metrics_handle() {
+        Some(handle) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "metrics recorder unavailable\n".to_string(),
+        ),
+    }
+}

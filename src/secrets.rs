@@ -58,3 +58,17 @@ impl fmt::Display for Secret {
         f.write_str("[redacted]")
     }
 }
+
+/// Why a secret could not be fetched. (Stub; the config work replaces it.)
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot resolve secret")]
+    Unresolved,
+}
+
+impl SecretRef {
+    /// Fetches the value. (Stub; the config work replaces it.)
+    pub async fn resolve(&self) -> Result<Secret, SecretError> {
+        Err(SecretError::Unresolved)
+    }
+}

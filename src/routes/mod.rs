@@ -11,3 +11,8 @@ mod table;
 pub use host::HostPattern;
 pub use normalize::{PathError, normalize_path};
 pub use table::{RouteConflict, RouteTable};
+
+/// Host without port, lowercased (stub; replaced by the routes work).
+pub fn host_of(value: &str) -> Option<std::borrow::Cow<'_, str>> {
+    Some(std::borrow::Cow::Owned(value.to_ascii_lowercase()))
+}

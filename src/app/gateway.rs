@@ -1,0 +1,151 @@
+//! The handler for every request outside `/.portcullis/`: normalize the path, pick the route,
+//! find the caller, decide, then forward with the permit or answer with a page. It is the only
+//! place that joins routes, policy and proxy; each of those stays ignorant of the others.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use http::{Response, StatusCode, header};
+use uuid::Uuid;
+
+use super::AppState;
+use super::listener::ConnInfo;
+use super::pages;
+use crate::admin::names;
+use crate::policy::{self, Outcome, RequestFacts};
+use crate::proxy::{self, ForwardContext, ProxyError};
+use crate::routes::{self, normalize_path};
+
+/// Serves one proxied request.
+pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
+    let started = Instant::now();
+    let id = Uuid::now_v7();
+    let html = pages::wants_html(req.headers());
+    let conn = req
+        .extensions()
+        .get::<ConnInfo>()
+        .copied()
+        .unwrap_or(ConnInfo {
+            peer: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: false,
+        });
+
+    let path = match normalize_path(req.uri().path()) {
+        Ok(path) => path.into_owned(),
+        Err(error) => {
+            tracing::debug!(request_id = %id, %error, "refused path");
+            let status = StatusCode::BAD_REQUEST;
+            record("", "error", status, started);
+            return pages::error_page(status, "The request path is not allowed.", id, html);
+        }
+    };
+    let host = request_host(&req);
+    let Some(index) = state.routes.find(host.as_deref(), &path, req.method()) else {
+        let status = StatusCode::NOT_FOUND;
+        record("", "none", status, started);
+        return pages::error_page(status, "No route matches this request.", id, html);
+    };
+    let route = &state.proxies[index];
+    let route_id = route.route().id.clone();
+    let trusted = &state.config.server.trusted_proxies;
+    let client_ip = proxy::client_ip(conn.peer.ip(), req.headers(), trusted);
+
+    // Identity sources (sessions, bearer tokens) plug in here; until then every caller is
+    // anonymous, so only public rules can allow.
+    let identity = None;
+    let facts = RequestFacts {
+        decision_id: id,
+        method: req.method(),
+        path: &path,
+        client_ip,
+        identity,
+    };
+    let decision = policy::evaluate(&route.route().policy, &facts, jiff::Timestamp::now());
+
+    let response = match (decision.permit(), decision.outcome) {
+        (Some(permit), _) => {
+            let ctx = ForwardContext {
+                peer: conn.peer,
+                tls: conn.tls,
+                trusted_peer: trusted.iter().any(|net| net.contains(&conn.peer.ip())),
+                path: &path,
+                identity,
+            };
+            match proxy::forward(permit, route, ctx, req).await {
+                Ok(response) => response,
+                Err(error) => upstream_failure(&route_id, id, &error, html),
+            }
+        }
+        (None, Outcome::Login) => pages::unauthorized(id, html),
+        (None, _) => pages::error_page(
+            StatusCode::FORBIDDEN,
+            "You are not allowed to reach this page.",
+            id,
+            html,
+        ),
+    };
+    record(
+        &route_id,
+        decision.outcome.as_str(),
+        response.status(),
+        started,
+    );
+    tracing::debug!(
+        target: "portcullis::access",
+        request_id = %id,
+        route = %route_id,
+        decision = decision.outcome.as_str(),
+        status = response.status().as_u16(),
+        "request"
+    );
+    response
+}
+
+/// The request's host without port, lowercased: the Host header, or the HTTP/2 authority.
+fn request_host(req: &Request) -> Option<String> {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    routes::host_of(raw).map(|h| h.into_owned())
+}
+
+fn upstream_failure(route_id: &str, id: Uuid, error: &ProxyError, html: bool) -> Response<Body> {
+    let status = error.status();
+    let kind = match error {
+        ProxyError::Connect(_) => "connect",
+        ProxyError::Timeout => "timeout",
+        ProxyError::BodyTooLarge => "body",
+        _ => "upstream",
+    };
+    if status.is_server_error() {
+        tracing::warn!(request_id = %id, route = route_id, %error, "upstream failure");
+        metrics::counter!(names::UPSTREAM_ERRORS, "route" => route_id.to_owned(), "kind" => kind)
+            .increment(1);
+    }
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large.",
+        StatusCode::GATEWAY_TIMEOUT => "The service behind this address did not answer in time.",
+        _ => "The service behind this address is unavailable.",
+    };
+    pages::error_page(status, message, id, html)
+}
+
+fn record(route_id: &str, decision: &'static str, status: StatusCode, started: Instant) {
+    let route = route_id.to_owned();
+    metrics::counter!(
+        names::REQUESTS,
+        "route" => route.clone(),
+        "decision" => decision,
+        "status" => status_label(status)
+    )
+    .increment(1);
+    metrics::histogram!(names::LATENCY, "route" => route).record(started.elapsed().as_secs_f64());
+}
+
+fn status_label(status: StatusCode) -> String {
+    status.as_str().to_owned()
+}

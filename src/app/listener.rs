@@ -1,0 +1,179 @@
+//! The accept loop shared by the main and admin listeners: HTTP/1.1 and HTTP/2 (h2c prior
+//! knowledge in plain text, ALPN `h2` over TLS) through hyper-util's auto builder, with
+//! upgrades, limits on request heads, a bound on concurrent connections and graceful
+//! shutdown. It knows nothing about routes or policy: it hands each request, tagged with its
+//! [`ConnInfo`], to an axum `Router`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::admin::names;
+
+/// Facts about the client connection a request arrived on, set as a request extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Limits applied to every client connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// Time allowed for the TLS handshake, the first byte and each request head.
+    pub header_read_timeout: Duration,
+    /// Bound on the request head, bytes (at least 8 KiB, hyper's minimum).
+    pub max_header_bytes: usize,
+    /// Bound on the number of request headers.
+    pub max_headers: usize,
+    /// Concurrent connections; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` turns true, then drains connections for at
+/// most `limits.shutdown_grace`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    limits: ConnLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(http_builder(&limits));
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Connection {
+            builder: builder.clone(),
+            router: router.clone(),
+            tls: tls.clone(),
+            limits,
+            peer,
+        };
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            metrics::gauge!(names::OPEN_CONNECTIONS).increment(1.0);
+            conn.run(stream, watcher).await;
+            metrics::gauge!(names::OPEN_CONNECTIONS).decrement(1.0);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+        }
+    }
+}
+
+fn http_builder(limits: &ConnLimits) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30));
+    builder
+}
+
+struct Connection {
+    builder: Arc<Builder<TokioExecutor>>,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    limits: ConnLimits,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, watcher: hyper_util::server::graceful::Watcher) {
+        let timeout = self.limits.header_read_timeout;
+        match self.tls.clone() {
+            Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => self.serve_io(tls_stream, true, watcher).await,
+                Ok(Err(error)) => {
+                    tracing::debug!(peer = %self.peer, %error, "TLS handshake failed")
+                }
+                Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+            },
+            None => {
+                // A client that connects and sends nothing would otherwise hold a slot
+                // forever: hyper's head timeout starts only once protocol detection is done.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => self.serve_io(stream, false, watcher).await,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    async fn serve_io<I>(self, io: I, tls: bool, watcher: hyper_util::server::graceful::Watcher)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let info = ConnInfo {
+            peer: self.peer,
+            tls,
+        };
+        let router = self.router;
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(info);
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(req.map(Body::new)).await;
+                Ok::<_, Infallible>(match response {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                })
+            }
+        });
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        if let Err(error) = watcher.watch(conn.into_owned()).await {
+            tracing::debug!(peer = %self.peer, error = %error, "connection ended with an error");
+        }
+    }
+}
