@@ -1,0 +1,130 @@
+//! What the upstream receives: identity headers dropped, X-Forwarded-* set, hop-by-hop gone,
+//! path normalized, query untouched.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn spoofed_identity_and_hop_by_hop_headers_never_reach_the_upstream() {
+    let upstream = echo_upstream().await;
+    let proxy = start_proxy(&public_route("app", "/", &[upstream], "")).await;
+    let response = client()
+        .get(proxy.url("/hello"))
+        .header("X-Portcullis-User", "evil")
+        .header("X-Portcullis-Decision-Id", "forged")
+        .header("X-Forwarded-User", "evil")
+        .header("X-Forwarded-Email", "evil@example.com")
+        .header("X-Forwarded-Groups", "admins")
+        .header("X-Forwarded-Preferred-Username", "evil")
+        .header("X-Auth-Request-User", "evil")
+        .header("Remote-User", "evil")
+        .header("X-Remote-User", "evil")
+        .header("X_Portcullis_User", "evil")
+        .header("X-Forwarded-For", "6.6.6.6")
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("Forwarded", "for=6.6.6.6")
+        .header("Authorization", "Bearer secret-token")
+        .header("Keep-Alive", "timeout=5")
+        .header("Proxy-Authorization", "Basic Zm9vOmJhcg==")
+        .send()
+        .await
+        .unwrap();
+    let echo = echo_json(response).await;
+    let headers = echo["headers"].as_object().unwrap();
+    for name in [
+        "x-portcullis-user",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-preferred-username",
+        "x-auth-request-user",
+        "remote-user",
+        "x-remote-user",
+        "x_portcullis_user",
+        "forwarded",
+        "authorization",
+        "keep-alive",
+        "proxy-authorization",
+    ] {
+        assert!(!headers.contains_key(name), "{name} reached the upstream: {headers:?}");
+    }
+    let decision_id = headers["x-portcullis-decision-id"].as_str().unwrap();
+    assert_ne!(decision_id, "forged");
+    assert!(uuid::Uuid::parse_str(decision_id).is_ok());
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(headers["x-forwarded-host"], proxy.addr.to_string().as_str());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_header_cannot_remove_headers_portcullis_sets() {
+    let upstream = echo_upstream().await;
+    let proxy = start_proxy(&public_route("app", "/", &[upstream], "")).await;
+    let answer = raw_request(
+        proxy.addr,
+        b"GET /x HTTP/1.1\r\nHost: gate.test\r\nConnection: close, x-forwarded-for, x-portcullis-decision-id, x-forwarded-proto\r\nX-Custom: keep\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let start = body.find('{').unwrap();
+    let end = body.rfind('}').unwrap();
+    let echo: serde_json::Value = serde_json::from_str(&body[start..=end]).unwrap();
+    let headers = echo["headers"].as_object().unwrap();
+    assert!(headers.contains_key("x-forwarded-for"), "{headers:?}");
+    assert!(headers.contains_key("x-portcullis-decision-id"));
+    assert!(headers.contains_key("x-forwarded-proto"));
+    assert_eq!(headers["x-custom"], "keep");
+    assert_eq!(headers["x-forwarded-host"], "gate.test");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_receives_the_normalized_path_and_the_untouched_query() {
+    let upstream = echo_upstream().await;
+    let proxy = start_proxy(&public_route("app", "/", &[upstream], "")).await;
+    let answer = raw_request(
+        proxy.addr,
+        b"GET /a/../b//c/%7e/%2e%2e/d?q=%2F..%2f&x=a+b HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert!(answer.contains("\"path\": \"/b/c/d\""), "{answer}");
+    assert!(answer.contains("\"query\": \"q=%2F..%2f&x=a+b\""), "{answer}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn strip_prefix_and_preserve_host() {
+    let upstream = echo_upstream().await;
+    let routes = public_route(
+        "stripped",
+        "/svc/",
+        std::slice::from_ref(&upstream),
+        "strip_prefix = true\npreserve_host = true",
+    ) + &public_route("plain", "/", &[upstream.clone()], "");
+    let proxy = start_proxy(&routes).await;
+    let echo = echo_json(
+        client()
+            .get(proxy.url("/svc/items/1?x=1"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(echo["path"], "/items/1");
+    assert_eq!(echo["query"], "x=1");
+    assert_eq!(echo["headers"]["host"], proxy.addr.to_string().as_str());
+    let echo = echo_json(client().get(proxy.url("/other")).send().await.unwrap()).await;
+    assert_eq!(
+        echo["headers"]["host"],
+        upstream.trim_start_matches("http://"),
+        "without preserve_host the upstream sees its own authority"
+    );
+    proxy.shutdown().await;
+}

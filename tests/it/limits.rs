@@ -1,0 +1,105 @@
+//! Limits on what clients may send: body size, header size and count, slow heads.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn body_over_the_limit_is_413_before_the_upstream_sees_it() {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let up = upstream(move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { text(200, "ok") }
+    })
+    .await;
+    let proxy = start_proxy(&public_route("small", "/", &[up], "max_body = \"1KiB\"")).await;
+    let response = client()
+        .post(proxy.url("/"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let ok = client()
+        .post(proxy.url("/"))
+        .body(vec![b'x'; 512])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn chunked_body_over_the_limit_is_refused() {
+    let up = upstream(|req| async move {
+        use http_body_util::BodyExt;
+        match req.into_body().collect().await {
+            Ok(_) => text(200, "read all"),
+            Err(_) => text(400, "cut"),
+        }
+    })
+    .await;
+    let proxy = start_proxy(&public_route("small", "/", &[up], "max_body = \"1KiB\"")).await;
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+        (0..8).map(|_| Ok(bytes::Bytes::from(vec![b'x'; 1024]))).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let response = client().post(proxy.url("/")).body(body).send().await;
+    match response {
+        Ok(response) => assert_ne!(response.status(), 200, "an 8 KiB body passed a 1 KiB limit"),
+        Err(_) => {} // the connection was cut: also refused
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn huge_or_too_many_headers_are_refused() {
+    let up = echo_upstream().await;
+    let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: gate.test\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
+    let answer = raw_request(proxy.addr, huge.as_bytes(), Duration::from_secs(5)).await;
+    let status = raw_status(&answer);
+    assert!(status == 431 || status == 0, "huge head answered {status}");
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n");
+    for i in 0..500 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let answer = raw_request(proxy.addr, many.as_bytes(), Duration::from_secs(5)).await;
+    let status = raw_status(&answer);
+    assert!(status == 431 || status == 0, "500 headers answered {status}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    let up = echo_upstream().await;
+    let config = format!(
+        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"off\"\nheader_read_timeout = \"1s\"\n{}",
+        public_route("app", "/", &[up], "")
+    );
+    let proxy = start_proxy(&config).await;
+    // Connects and never sends a byte.
+    let started = Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(read.is_ok(), "silent connection still open after 5s");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // Sends half a head and stalls.
+    let started = Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: gate").await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "slow head still open after 5s");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    proxy.shutdown().await;
+}

@@ -1,0 +1,16 @@
+//! Integration tests: one binary, real sockets on 127.0.0.1, portcullis started in-process
+//! (or as the real binary where a test measures the process itself).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod admin;
+mod cli;
+mod errors;
+mod h2;
+mod headers;
+mod limits;
+mod shutdown;
+mod streaming;
+mod upstreams;
+mod websocket;

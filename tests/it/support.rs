@@ -1,0 +1,164 @@
+//! Shared test support: start portcullis in-process from TOML, start upstreams, make clients.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use portcullis::app::{self, Running};
+use tokio::net::TcpListener;
+
+pub type UpstreamBody = BoxBody<Bytes, std::io::Error>;
+
+/// Installs the process-wide rustls provider once (reqwest and rcgen need one).
+pub fn init() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A running portcullis.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    running: Running,
+}
+
+impl Proxy {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn shutdown(self) {
+        self.running.shutdown().await;
+    }
+}
+
+/// Starts portcullis from config text (listen/admin default to ephemeral ports when the text
+/// has no `[server]` section: pass a full config to control them).
+pub async fn start_proxy(toml: &str) -> Proxy {
+    init();
+    let text = if toml.contains("[server]") {
+        toml.to_owned()
+    } else {
+        format!(
+            "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{toml}"
+        )
+    };
+    let config = portcullis::config::load_str(&text, Vec::new())
+        .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
+    let running = app::start(config).await.expect("start portcullis");
+    Proxy {
+        addr: running.addr,
+        admin: running.admin_addr,
+        running,
+    }
+}
+
+/// A public route to `upstream` with extra route keys.
+pub fn public_route(id: &str, path: &str, upstreams: &[String], extra: &str) -> String {
+    let list = upstreams
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[[routes]]\nid = \"{id}\"\npath = \"{path}\"\nupstream = [{list}]\nauth = [\"none\"]\n{extra}\n[routes.policy]\nallow = [{{ public = true }}]\n"
+    )
+}
+
+/// The demo's echo upstream on an ephemeral port; returns its base URL.
+pub async fn echo_upstream() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(portcullis::demo::echo_upstream(listener, false));
+    format!("http://{addr}")
+}
+
+/// An upstream served by `handler`; returns its base URL.
+pub async fn upstream<F, Fut>(handler: F) -> String
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<UpstreamBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let _ = Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A text response for upstream handlers.
+pub fn text(status: u16, body: &'static str) -> Response<UpstreamBody> {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Full::new(Bytes::from_static(body.as_bytes()))
+        .map_err(|never: Infallible| match never {})
+        .boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    response
+}
+
+/// An address nothing listens on.
+pub async fn closed_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// A plain HTTP client that follows no redirects and ignores proxy env vars.
+pub fn client() -> reqwest::Client {
+    init();
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// The echo upstream's JSON for a request through the proxy.
+pub async fn echo_json(response: reqwest::Response) -> serde_json::Value {
+    assert_eq!(response.status(), 200, "expected 200 from the echo upstream");
+    response.json().await.unwrap()
+}
+
+/// Sends raw bytes on a fresh connection and returns everything the server answered until it
+/// closed (or `wait` passed).
+pub async fn raw_request(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP/1.1 answer (0 when there is none).
+pub fn raw_status(answer: &str) -> u16 {
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}

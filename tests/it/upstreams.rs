@@ -1,0 +1,99 @@
+//! Several upstreams: round robin, retries on connect failure, passive ejection, timeouts.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn round_robin_spreads_requests() {
+    let a = upstream(|_| async { text(200, "a") }).await;
+    let b = upstream(|_| async { text(200, "b") }).await;
+    let proxy = start_proxy(&public_route("rr", "/", &[a, b], "")).await;
+    let client = client();
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        seen.push(client.get(proxy.url("/")).send().await.unwrap().text().await.unwrap());
+    }
+    let a_count = seen.iter().filter(|s| *s == "a").count();
+    assert_eq!(a_count, 5, "{seen:?}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn idempotent_request_is_retried_on_the_next_upstream() {
+    let down = closed_port().await;
+    let up = upstream(|_| async { text(200, "up") }).await;
+    let proxy = start_proxy(&public_route("retry", "/", &[down, up], "retries = 1")).await;
+    let client = client();
+    for _ in 0..4 {
+        let response = client.get(proxy.url("/")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "up");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_idempotent_request_is_not_retried() {
+    let down = closed_port().await;
+    let up = upstream(|_| async { text(200, "up") }).await;
+    let proxy = start_proxy(&public_route(
+        "noretry",
+        "/",
+        &[down, up],
+        "retries = 3\neject_after = 100",
+    ))
+    .await;
+    let client = client();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = client.post(proxy.url("/")).body("x").send().await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert!(statuses.contains(&502), "a POST to the dead upstream must fail: {statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn failing_upstream_is_ejected() {
+    let down = closed_port().await;
+    let up = upstream(|_| async { text(200, "up") }).await;
+    let proxy = start_proxy(&public_route(
+        "eject",
+        "/",
+        &[down, up],
+        "retries = 0\neject_after = 2\neject_for = \"60s\"",
+    ))
+    .await;
+    let client = client();
+    let mut failures = 0;
+    for _ in 0..20 {
+        if client.get(proxy.url("/")).send().await.unwrap().status() != 200 {
+            failures += 1;
+        }
+    }
+    assert_eq!(failures, 2, "after 2 failures the dead upstream must be skipped");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_upstream_times_out_with_504() {
+    let slow = upstream(|_| async {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        text(200, "late")
+    })
+    .await;
+    let proxy = start_proxy(&public_route(
+        "slow",
+        "/",
+        &[slow],
+        "response_timeout = \"300ms\"\nretries = 0",
+    ))
+    .await;
+    let started = Instant::now();
+    let response = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    proxy.shutdown().await;
+}
