@@ -56,7 +56,8 @@ fn scan(bytes: &[u8]) -> Result<bool, PathError> {
             b'%' => {
                 let (hi, lo) = escape_digits(bytes, i)?;
                 let decoded = refuse_decoded((hex_value(hi) << 4) | hex_value(lo))?;
-                rewrite |= is_unreserved(decoded) || hi.is_ascii_lowercase() || lo.is_ascii_lowercase();
+                rewrite |=
+                    is_unreserved(decoded) || hi.is_ascii_lowercase() || lo.is_ascii_lowercase();
                 i += 3;
             }
             _ => {
