@@ -1,4 +1,15 @@
-//! Host patterns: exact (`app.corp.example`) or wildcard (`*.corp.example`).
+//! Host patterns and request hosts. Owns how a route's `host` is written (`app.corp.example`,
+//! `*.corp.example`) and how a request's `Host` header or URI authority becomes the lowercase,
+//! port-free name that patterns match. It does not pick routes ([`super::RouteTable`] does)
+//! and does not resolve or trust names: it only compares them.
+
+use std::borrow::Cow;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Longest DNS name, without the trailing dot (RFC 1035).
+const MAX_NAME: usize = 253;
+/// Longest DNS label (RFC 1035).
+const MAX_LABEL: usize = 63;
 
 /// A route's host: exact or `*.domain`. Stored lowercased, without a port.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -11,15 +22,321 @@ pub enum HostPattern {
 }
 
 impl HostPattern {
-    /// Parses `app.corp.example` or `*.corp.example`.
+    /// Parses `app.corp.example` or `*.corp.example` (any case; one trailing dot is ignored).
+    /// IPv4 literals and bracketed IPv6 literals (`[::1]`) are accepted as exact hosts.
+    /// Refuses empty values, schemes, ports, paths, `*` anywhere but a whole leading label,
+    /// and characters other than ASCII letters, digits, `-` and `.`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let _ = s;
-        Err("not implemented".into())
+        if s.is_empty() {
+            return Err("host must not be empty".into());
+        }
+        if s.contains("://") {
+            return Err("host must not include a scheme (write `app.corp.example`)".into());
+        }
+        if s.contains('/') {
+            return Err("host must not include a path (use `path`)".into());
+        }
+        if s.starts_with('[') {
+            return match split_ipv6_literal(s) {
+                Some((addr, "")) => Ok(HostPattern::Exact(format!("[{addr}]"))),
+                Some(_) => Err("host must not include a port".into()),
+                None => Err("not a valid bracketed IPv6 literal".into()),
+            };
+        }
+        if s.contains(':') {
+            return Err("host must not include a port".into());
+        }
+        let lower = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
+        if lower == "*" {
+            return Err(
+                "bare `*` is not a host pattern; leave `host` out to match any host".into(),
+            );
+        }
+        if let Some(domain) = lower.strip_prefix("*.") {
+            name_problem(domain).map_or(Ok(()), |p| Err(p.to_string()))?;
+            if domain.parse::<Ipv4Addr>().is_ok() {
+                return Err("a wildcard cannot stand in front of an IP address".into());
+            }
+            return Ok(HostPattern::Wildcard(domain.to_string()));
+        }
+        match name_problem(&lower) {
+            Some(problem) => Err(problem.to_string()),
+            None => Ok(HostPattern::Exact(lower)),
+        }
     }
 
-    /// Whether `host` (lowercase, no port) matches.
+    /// Whether `host` (as from [`host_of`]: lowercase, no port) matches. Compares ASCII
+    /// case-insensitively anyway, so a caller that skipped lowercasing cannot miss a route.
     pub fn matches(&self, host: &str) -> bool {
-        let _ = host;
-        false
+        match self {
+            HostPattern::Exact(exact) => host.eq_ignore_ascii_case(exact),
+            HostPattern::Wildcard(domain) => {
+                // Needs at least one character and a dot in front of the domain.
+                let Some(split) = host.len().checked_sub(domain.len() + 1) else {
+                    return false;
+                };
+                split > 0
+                    && host.as_bytes().get(split) == Some(&b'.')
+                    && host
+                        .get(split + 1..)
+                        .is_some_and(|tail| tail.eq_ignore_ascii_case(domain))
+            }
+        }
+    }
+}
+
+/// The host of a `Host` header value or URI authority: the port is stripped (`host:8080`,
+/// `[::1]:8080`), as is one trailing dot, and the name is lowercased. Borrows unless it had to
+/// lowercase (or canonicalize an IPv6 literal). `None` for anything that is not a plain DNS
+/// name, IPv4 or bracketed IPv6 literal with an optional numeric port: userinfo, spaces, `_`,
+/// non-ASCII, empty labels, over-long names.
+pub fn host_of(value: &str) -> Option<Cow<'_, str>> {
+    if value.starts_with('[') {
+        let (addr, rest) = split_ipv6_literal(value)?;
+        if !is_port_suffix(rest) {
+            return None;
+        }
+        let literal = value.get(..value.len() - rest.len())?;
+        // Canonical form, so `[0:0::1]` and `[::1]` are the same host as far as routes go.
+        let canonical = format!("[{addr}]");
+        return Some(if canonical == literal {
+            Cow::Borrowed(literal)
+        } else {
+            Cow::Owned(canonical)
+        });
+    }
+    let (name, port) = match value.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (value, None),
+    };
+    if port.is_some_and(|p| !is_port(p)) {
+        return None;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name_problem(name).is_some() {
+        return None;
+    }
+    Some(if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    })
+}
+
+/// `[addr]` at the start of `s`, and what follows the `]`.
+fn split_ipv6_literal(s: &str) -> Option<(Ipv6Addr, &str)> {
+    let inner = s.strip_prefix('[')?;
+    let (addr, rest) = inner.split_once(']')?;
+    Some((addr.parse().ok()?, rest))
+}
+
+/// Nothing, or `:` and a port.
+fn is_port_suffix(rest: &str) -> bool {
+    rest.is_empty() || rest.strip_prefix(':').is_some_and(is_port)
+}
+
+/// RFC 3986 allows an empty port; otherwise up to five digits that fit in 16 bits.
+fn is_port(port: &str) -> bool {
+    port.is_empty()
+        || (port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok())
+}
+
+/// Why `name` is not a DNS name or IPv4 literal we accept, if it is not. Allocation-free, as
+/// [`host_of`] runs it on every request.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("host must not be empty");
+    }
+    if name.len() > MAX_NAME {
+        return Some("host is longer than 253 characters");
+    }
+    if name.contains('*') {
+        return Some("`*` is only allowed as a whole first label (`*.corp.example`)");
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Some("host has an empty label (`..`, or a leading dot)");
+        }
+        if label.len() > MAX_LABEL {
+            return Some("host has a label longer than 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Some(
+                "host may contain only ASCII letters, digits, `-` and `.` (write IDNs in punycode)",
+            );
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exact(s: &str) -> HostPattern {
+        HostPattern::Exact(s.into())
+    }
+
+    fn wildcard(s: &str) -> HostPattern {
+        HostPattern::Wildcard(s.into())
+    }
+
+    #[test]
+    fn parses_exact_and_wildcard_lowercased() {
+        let cases = [
+            ("app.corp.example", exact("app.corp.example")),
+            ("App.Corp.EXAMPLE", exact("app.corp.example")),
+            ("app.corp.example.", exact("app.corp.example")),
+            ("localhost", exact("localhost")),
+            ("x-1.corp.example", exact("x-1.corp.example")),
+            ("10.0.0.1", exact("10.0.0.1")),
+            ("[::1]", exact("[::1]")),
+            ("[0:0::1]", exact("[::1]")),
+            ("[2001:DB8::1]", exact("[2001:db8::1]")),
+            ("*.corp.example", wildcard("corp.example")),
+            ("*.Corp.Example", wildcard("corp.example")),
+            ("*.example", wildcard("example")),
+        ];
+        for (input, want) in cases {
+            assert_eq!(HostPattern::parse(input), Ok(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_patterns() {
+        for input in [
+            "",
+            "*",
+            "*.",
+            "**.corp.example",
+            "a.*.example",
+            "app*.corp.example",
+            "*app.corp.example",
+            "*.*.corp.example",
+            "https://app.corp.example",
+            "app.corp.example/path",
+            "app.corp.example:8080",
+            "[::1]:8080",
+            "[::1",
+            "[not-v6]",
+            "::1",
+            "app corp",
+            " app.corp.example",
+            "app_1.corp.example",
+            "app..corp.example",
+            ".corp.example",
+            "café.example",
+            "user@app.corp.example",
+            "*.10.0.0.1",
+        ] {
+            assert!(HostPattern::parse(input).is_err(), "{input:?} was accepted");
+        }
+        let long_label = format!("{}.example", "a".repeat(64));
+        assert!(HostPattern::parse(&long_label).is_err());
+        let long_name = ["abcdefghi"; 26].join(".");
+        assert!(long_name.len() > MAX_NAME);
+        assert!(HostPattern::parse(&long_name).is_err());
+    }
+
+    #[test]
+    fn exact_matches_only_itself() {
+        let p = exact("app.corp.example");
+        assert!(p.matches("app.corp.example"));
+        assert!(p.matches("APP.corp.example"));
+        assert!(!p.matches("x.app.corp.example"));
+        assert!(!p.matches("app.corp.example.evil"));
+        assert!(!p.matches("corp.example"));
+        assert!(!p.matches(""));
+    }
+
+    #[test]
+    fn wildcard_matches_subdomains_only() {
+        let p = wildcard("corp.example");
+        assert!(p.matches("a.corp.example"));
+        assert!(p.matches("a.b.corp.example"));
+        assert!(p.matches("A.Corp.Example"));
+        assert!(!p.matches("corp.example"));
+        assert!(!p.matches(".corp.example"));
+        assert!(!p.matches("xcorp.example"));
+        assert!(!p.matches("a.corp.example.evil"));
+        assert!(!p.matches("a.corp.exampl"));
+        assert!(!p.matches("example"));
+        assert!(!p.matches(""));
+    }
+
+    #[test]
+    fn host_of_strips_port_and_lowercases() {
+        let cases = [
+            ("app.corp.example", "app.corp.example"),
+            ("app.corp.example:8080", "app.corp.example"),
+            ("App.Corp.Example:443", "app.corp.example"),
+            ("app.corp.example.", "app.corp.example"),
+            ("app.corp.example.:80", "app.corp.example"),
+            ("app.corp.example:", "app.corp.example"),
+            ("10.0.0.1:80", "10.0.0.1"),
+            ("[::1]", "[::1]"),
+            ("[::1]:8080", "[::1]"),
+            ("[0:0::1]:8080", "[::1]"),
+            ("[2001:DB8::1]", "[2001:db8::1]"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(host_of(input).as_deref(), Some(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn host_of_borrows_when_already_lowercase() {
+        assert!(matches!(
+            host_of("app.corp.example"),
+            Some(Cow::Borrowed(_))
+        ));
+        assert!(matches!(
+            host_of("app.corp.example:8080"),
+            Some(Cow::Borrowed(_))
+        ));
+        assert!(matches!(host_of("[::1]:8080"), Some(Cow::Borrowed(_))));
+        assert!(matches!(host_of("App.corp.example"), Some(Cow::Owned(_))));
+    }
+
+    #[test]
+    fn host_of_rejects_garbage() {
+        for input in [
+            "",
+            ":8080",
+            ".",
+            "app.corp.example:http",
+            "app.corp.example:99999",
+            "app.corp.example:123456",
+            "app.corp.example:80:80",
+            "user@app.corp.example",
+            "user:pw@app.corp.example",
+            "app corp",
+            "app_x.corp.example",
+            "app..corp.example",
+            "*.corp.example",
+            "café.example",
+            "[::1",
+            "[::1]x",
+            "[::1]:x",
+            "[zz]",
+            "::1",
+            "app.corp.example/x",
+        ] {
+            assert_eq!(host_of(input), None, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn host_of_output_matches_parsed_patterns() {
+        let p = HostPattern::parse("*.Corp.Example").unwrap();
+        let host = host_of("Api.CORP.example:8443").unwrap();
+        assert!(p.matches(&host));
+        let v6 = HostPattern::parse("[0::1]").unwrap();
+        assert!(v6.matches(&host_of("[::0:1]:80").unwrap()));
     }
 }

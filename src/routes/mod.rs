@@ -1,18 +1,14 @@
-//! Where a request goes. Owns path normalization ([`normalize_path`]) and the route table
-//! ([`RouteTable`]), which picks the most specific route for a host, path and method: exact
-//! host over wildcard over any host, then longer path prefix, then routes that name methods.
-//! File order never matters; two routes that tie are refused when the table is built.
+//! Where a request goes. Owns path normalization ([`normalize_path`]), host patterns and the
+//! request host ([`HostPattern`], [`host_of`]) and the route table ([`RouteTable`]), which
+//! picks the most specific route for a host, path and method: exact host over wildcard over
+//! any host, then longer path prefix, then routes that name methods. File order never
+//! matters; two routes that tie are refused when the table is built.
 //! It does not decide who may pass (that is [`crate::policy`]).
 
 mod host;
 mod normalize;
 mod table;
 
-pub use host::HostPattern;
+pub use host::{HostPattern, host_of};
 pub use normalize::{PathError, normalize_path};
-pub use table::{RouteConflict, RouteTable};
-
-/// Host without port, lowercased (stub; replaced by the routes work).
-pub fn host_of(value: &str) -> Option<std::borrow::Cow<'_, str>> {
-    Some(std::borrow::Cow::Owned(value.to_ascii_lowercase()))
-}
+pub use table::{RouteConflict, RouteTable, validate_route_path};
