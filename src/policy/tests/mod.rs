@@ -4,6 +4,7 @@
 
 mod criteria;
 mod decisions;
+mod explain;
 
 use std::net::IpAddr;
 
@@ -11,7 +12,10 @@ use http::Method;
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use super::{Criterion, Decision, RequestFacts, RoutePolicy, Rule, evaluate, evaluate_explained};
+use super::{
+    Criterion, CriterionKind, Decision, PathPattern, Reason, RequestFacts, RoutePolicy, Rule,
+    evaluate, evaluate_explained,
+};
 use crate::identity::{AuthMethod, Identity};
 
 /// A fixed instant: Monday 2024-01-15 12:00 UTC.
@@ -129,4 +133,57 @@ fn rule(id: &str, criteria: Vec<Criterion>) -> Rule {
 
 fn strings(values: &[&str]) -> Vec<String> {
     values.iter().map(|v| (*v).to_owned()).collect()
+}
+
+fn policy(allow: Vec<Rule>, deny: Vec<Rule>, accepts: &[AuthMethod]) -> RoutePolicy {
+    RoutePolicy {
+        allow,
+        deny,
+        accepts: accepts.to_vec(),
+    }
+}
+
+fn public_route() -> RoutePolicy {
+    policy(
+        vec![rule("public", vec![Criterion::Public])],
+        Vec::new(),
+        &[AuthMethod::None],
+    )
+}
+
+fn groups(list: &[&str]) -> Criterion {
+    Criterion::Groups(strings(list))
+}
+
+fn admin_prefix() -> Criterion {
+    Criterion::Paths(vec![PathPattern::Prefix("/admin".to_owned())])
+}
+
+/// Login-capable route: eng may do anything, anyone may GET /status; /admin is denied to
+/// everyone outside ops.
+fn team_route() -> RoutePolicy {
+    policy(
+        vec![
+            rule("eng", vec![groups(&["eng"])]),
+            rule(
+                "status",
+                vec![
+                    Criterion::Methods(vec![Method::GET]),
+                    Criterion::Paths(vec![PathPattern::Prefix("/status".to_owned())]),
+                ],
+            ),
+        ],
+        vec![rule(
+            "admin-ops-only",
+            vec![admin_prefix(), Criterion::Auth(vec![AuthMethod::None])],
+        )],
+        &[AuthMethod::Session],
+    )
+}
+
+fn not_met(rule: &str, criterion: CriterionKind) -> Reason {
+    Reason::CriterionNotMet {
+        rule: rule.into(),
+        criterion,
+    }
 }
