@@ -15,7 +15,8 @@ pub struct RoutePolicy {
     /// Rules of which any one denies, whatever the allow rules say.
     pub deny: Vec<Rule>,
     /// How the route accepts identities. When it accepts `session` or `bearer`, an anonymous
-    /// caller who matches no allow rule gets [`Outcome::Login`](super::Outcome::Login) instead of a deny.
+    /// caller who matches no allow rule gets [`Outcome::Login`](super::Outcome::Login)
+    /// instead of a deny.
     pub accepts: Vec<AuthMethod>,
 }
 
