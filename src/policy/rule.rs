@@ -15,7 +15,8 @@ pub struct RoutePolicy {
     /// Rules of which any one denies, whatever the allow rules say.
     pub deny: Vec<Rule>,
     /// How the route accepts identities. When it accepts `session` or `bearer`, an anonymous
-    /// caller who matches no allow rule gets [`Outcome::Login`] instead of a deny.
+    /// caller who matches no allow rule gets [`Outcome::Login`](super::Outcome::Login)
+    /// instead of a deny.
     pub accepts: Vec<AuthMethod>,
 }
 
@@ -65,6 +66,29 @@ pub enum Criterion {
     Time(Vec<TimeWindow>),
 }
 
+impl Criterion {
+    /// Which criterion this is, for reasons and explanations.
+    pub fn kind(&self) -> CriterionKind {
+        match self {
+            Criterion::Public => CriterionKind::Public,
+            Criterion::Subjects(_) => CriterionKind::Subjects,
+            Criterion::Emails(_) => CriterionKind::Emails,
+            Criterion::EmailDomains(_) => CriterionKind::EmailDomains,
+            Criterion::Groups(_) => CriterionKind::Groups,
+            Criterion::GroupsAll(_) => CriterionKind::GroupsAll,
+            Criterion::Claims(_) => CriterionKind::Claims,
+            Criterion::Scopes(_) => CriterionKind::Scopes,
+            Criterion::Issuers(_) => CriterionKind::Issuers,
+            Criterion::Providers(_) => CriterionKind::Providers,
+            Criterion::Auth(_) => CriterionKind::Auth,
+            Criterion::Methods(_) => CriterionKind::Methods,
+            Criterion::Paths(_) => CriterionKind::Paths,
+            Criterion::Ip(_) => CriterionKind::Ip,
+            Criterion::Time(_) => CriterionKind::Time,
+        }
+    }
+}
+
 /// The name of a criterion as written in the config, for reasons and explanations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -84,6 +108,46 @@ pub enum CriterionKind {
     Paths,
     Ip,
     Time,
+}
+
+impl CriterionKind {
+    /// The config spelling (`email_domains`, `groups_all`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CriterionKind::Public => "public",
+            CriterionKind::Subjects => "subjects",
+            CriterionKind::Emails => "emails",
+            CriterionKind::EmailDomains => "email_domains",
+            CriterionKind::Groups => "groups",
+            CriterionKind::GroupsAll => "groups_all",
+            CriterionKind::Claims => "claims",
+            CriterionKind::Scopes => "scopes",
+            CriterionKind::Issuers => "issuers",
+            CriterionKind::Providers => "providers",
+            CriterionKind::Auth => "auth",
+            CriterionKind::Methods => "methods",
+            CriterionKind::Paths => "paths",
+            CriterionKind::Ip => "ip",
+            CriterionKind::Time => "time",
+        }
+    }
+
+    /// Whether the criterion reads the identity (and so never holds for an anonymous caller).
+    /// `auth` is not one: `auth = ["none"]` is how a rule names anonymous callers.
+    pub fn is_identity(self) -> bool {
+        matches!(
+            self,
+            CriterionKind::Subjects
+                | CriterionKind::Emails
+                | CriterionKind::EmailDomains
+                | CriterionKind::Groups
+                | CriterionKind::GroupsAll
+                | CriterionKind::Claims
+                | CriterionKind::Scopes
+                | CriterionKind::Issuers
+                | CriterionKind::Providers
+        )
+    }
 }
 
 /// A value a claim is compared with.
