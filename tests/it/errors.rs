@@ -8,12 +8,23 @@ use crate::support::*;
 async fn refused_paths_get_400_and_reach_no_upstream() {
     let upstream = echo_upstream().await;
     let proxy = start_proxy(&public_route("app", "/", &[upstream], "")).await;
-    for path in ["/%2F", "/a%2fb", "/a%5cb", "/a\\b", "/a%00", "/a;jsessionid=1", "/%zz"] {
+    for path in [
+        "/%2F",
+        "/a%2fb",
+        "/a%5cb",
+        "/a\\b",
+        "/a%00",
+        "/a;jsessionid=1",
+        "/%zz",
+    ] {
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n");
         let answer = raw_request(proxy.addr, request.as_bytes(), Duration::from_secs(5)).await;
         assert_eq!(raw_status(&answer), 400, "{path}: {answer}");
-        assert!(!answer.contains("portcullis demo echo"), "{path} reached the upstream");
+        assert!(
+            !answer.contains("portcullis demo echo"),
+            "{path} reached the upstream"
+        );
     }
     proxy.shutdown().await;
 }
@@ -51,10 +62,16 @@ async fn upstream_down_is_a_fast_502_with_request_id() {
     let started = Instant::now();
     let response = client().get(proxy.url("/x")).send().await.unwrap();
     assert_eq!(response.status(), 502);
-    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["request_id"], id.as_str());
-    assert!(!body.to_string().contains("127.0.0.1"), "details leaked: {body}");
+    assert!(
+        !body.to_string().contains("127.0.0.1"),
+        "details leaked: {body}"
+    );
     let html = client()
         .get(proxy.url("/x"))
         .header("accept", "text/html")

@@ -48,7 +48,10 @@ async fn spoofed_identity_and_hop_by_hop_headers_never_reach_the_upstream() {
         "keep-alive",
         "proxy-authorization",
     ] {
-        assert!(!headers.contains_key(name), "{name} reached the upstream: {headers:?}");
+        assert!(
+            !headers.contains_key(name),
+            "{name} reached the upstream: {headers:?}"
+        );
     }
     let decision_id = headers["x-portcullis-decision-id"].as_str().unwrap();
     assert_ne!(decision_id, "forged");
@@ -95,7 +98,10 @@ async fn upstream_receives_the_normalized_path_and_the_untouched_query() {
     .await;
     assert_eq!(raw_status(&answer), 200, "{answer}");
     assert!(answer.contains("\"path\": \"/b/c/d\""), "{answer}");
-    assert!(answer.contains("\"query\": \"q=%2F..%2f&x=a+b\""), "{answer}");
+    assert!(
+        answer.contains("\"query\": \"q=%2F..%2f&x=a+b\""),
+        "{answer}"
+    );
     proxy.shutdown().await;
 }
 

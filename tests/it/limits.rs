@@ -45,8 +45,9 @@ async fn chunked_body_over_the_limit_is_refused() {
     })
     .await;
     let proxy = start_proxy(&public_route("small", "/", &[up], "max_body = \"1KiB\"")).await;
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
-        (0..8).map(|_| Ok(bytes::Bytes::from(vec![b'x'; 1024]))).collect();
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..8)
+        .map(|_| Ok(bytes::Bytes::from(vec![b'x'; 1024])))
+        .collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let response = client().post(proxy.url("/")).body(body).send().await;
     match response {
@@ -74,7 +75,10 @@ async fn huge_or_too_many_headers_are_refused() {
     many.push_str("\r\n");
     let answer = raw_request(proxy.addr, many.as_bytes(), Duration::from_secs(5)).await;
     let status = raw_status(&answer);
-    assert!(status == 431 || status == 0, "500 headers answered {status}");
+    assert!(
+        status == 431 || status == 0,
+        "500 headers answered {status}"
+    );
     proxy.shutdown().await;
 }
 
@@ -96,7 +100,9 @@ async fn slow_clients_are_cut_off() {
     // Sends half a head and stalls.
     let started = Instant::now();
     let mut slow = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: gate").await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: gate")
+        .await
+        .unwrap();
     let mut out = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut out)).await;
     assert!(read.is_ok(), "slow head still open after 5s");

@@ -139,7 +139,11 @@ pub fn client() -> reqwest::Client {
 
 /// The echo upstream's JSON for a request through the proxy.
 pub async fn echo_json(response: reqwest::Response) -> serde_json::Value {
-    assert_eq!(response.status(), 200, "expected 200 from the echo upstream");
+    assert_eq!(
+        response.status(),
+        200,
+        "expected 200 from the echo upstream"
+    );
     response.json().await.unwrap()
 }
 

@@ -12,7 +12,16 @@ async fn round_robin_spreads_requests() {
     let client = client();
     let mut seen = Vec::new();
     for _ in 0..10 {
-        seen.push(client.get(proxy.url("/")).send().await.unwrap().text().await.unwrap());
+        seen.push(
+            client
+                .get(proxy.url("/"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
     }
     let a_count = seen.iter().filter(|s| *s == "a").count();
     assert_eq!(a_count, 5, "{seen:?}");
@@ -50,7 +59,10 @@ async fn non_idempotent_request_is_not_retried() {
         let response = client.post(proxy.url("/")).body("x").send().await.unwrap();
         statuses.push(response.status().as_u16());
     }
-    assert!(statuses.contains(&502), "a POST to the dead upstream must fail: {statuses:?}");
+    assert!(
+        statuses.contains(&502),
+        "a POST to the dead upstream must fail: {statuses:?}"
+    );
     assert!(statuses.contains(&200), "{statuses:?}");
     proxy.shutdown().await;
 }
@@ -73,7 +85,10 @@ async fn failing_upstream_is_ejected() {
             failures += 1;
         }
     }
-    assert_eq!(failures, 2, "after 2 failures the dead upstream must be skipped");
+    assert_eq!(
+        failures, 2,
+        "after 2 failures the dead upstream must be skipped"
+    );
     proxy.shutdown().await;
 }
 

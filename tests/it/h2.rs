@@ -1,0 +1,74 @@
+//! HTTP/2 from clients: h2c prior knowledge on the plain listener, ALPN `h2` over TLS.
+
+use crate::support::*;
+
+#[tokio::test]
+async fn h2c_prior_knowledge_is_proxied() {
+    let up = echo_upstream().await;
+    let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
+    init();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = client.get(proxy.url("/h2/path?q=1")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let echo = echo_json(response).await;
+    assert_eq!(echo["path"], "/h2/path");
+    assert_eq!(echo["query"], "q=1");
+    assert_eq!(
+        echo["version"], "HTTP/1.1",
+        "the upstream side speaks HTTP/1.1"
+    );
+    assert!(echo["headers"]["host"].as_str().is_some());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_termination_negotiates_h2_and_http1() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["gate.test".to_owned()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let up = echo_upstream().await;
+    let config = format!(
+        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"off\"\npublic_url = \"https://gate.test\"\n\
+         tls = {{ cert = \"file:{cert}\", key = \"file:{key}\" }}\n{routes}",
+        cert = dir.path().join("cert.pem").display(),
+        key = dir.path().join("key.pem").display(),
+        routes = public_route("app", "/", &[up], ""),
+    );
+    let proxy = start_proxy(&config).await;
+    let root = reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap();
+    let url = format!("https://gate.test:{}/secure", proxy.addr.port());
+
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(root.clone())
+        .resolve("gate.test", proxy.addr)
+        .build()
+        .unwrap();
+    let response = h2.get(&url).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let echo = echo_json(response).await;
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
+
+    let h1 = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(root)
+        .resolve("gate.test", proxy.addr)
+        .http1_only()
+        .build()
+        .unwrap();
+    let response = h1.get(&url).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert_eq!(response.status(), 200);
+    proxy.shutdown().await;
+}
