@@ -1,0 +1,3 @@
+//! Loading tests: every error class names its key path.
+
+use super::*;
