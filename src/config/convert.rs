@@ -68,15 +68,18 @@ fn convert_server(file: &ServerFile, p: &mut Problems) -> Option<ServerConfig> {
     };
     let admin_listen = match file.admin_listen.as_deref() {
         Some("off") => None,
-        Some(text) => Some(p.parsed("server.admin_listen", socket_addr(text), listen)),
+        Some(text) => {
+            let addr = p.parsed_opt("server.admin_listen", socket_addr(text));
+            if addr == Some(listen) {
+                p.add(
+                    "server.admin_listen",
+                    format!("same address as server.listen ({listen}); use another port or \"off\""),
+                );
+            }
+            addr
+        }
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
     };
-    if file.admin_listen.is_some() && admin_listen == Some(listen) {
-        p.add(
-            "server.admin_listen",
-            format!("same address as server.listen ({listen}); use another port or \"off\""),
-        );
-    }
     let tls = file.tls.as_ref().map(|tls| TlsConfig {
         cert: p.parsed("server.tls.cert", SecretRef::parse(&tls.cert), placeholder_ref()),
         key: p.parsed("server.tls.key", SecretRef::parse(&tls.key), placeholder_ref()),
