@@ -176,14 +176,20 @@ mod tests {
 
     #[test]
     fn parses_every_source() {
-        assert_eq!(SecretRef::parse("env:OKTA_SECRET"), Ok(SecretRef::Env("OKTA_SECRET".into())));
+        assert_eq!(
+            SecretRef::parse("env:OKTA_SECRET"),
+            Ok(SecretRef::Env("OKTA_SECRET".into()))
+        );
         assert_eq!(
             SecretRef::parse("file:certs/gate.pem"),
             Ok(SecretRef::File(PathBuf::from("certs/gate.pem")))
         );
         assert_eq!(
             SecretRef::parse("aws-sm:portcullis/okta"),
-            Ok(SecretRef::AwsSm { id: "portcullis/okta".into(), key: None })
+            Ok(SecretRef::AwsSm {
+                id: "portcullis/okta".into(),
+                key: None
+            })
         );
         assert_eq!(
             SecretRef::parse("aws-sm:portcullis/okta#client_secret"),
@@ -206,7 +212,10 @@ mod tests {
     #[test]
     fn refuses_literals_without_echoing_them() {
         let err = SecretRef::parse("hunter2-super-secret").unwrap_err();
-        assert!(err.contains("env:NAME") && err.contains("file:PATH"), "{err}");
+        assert!(
+            err.contains("env:NAME") && err.contains("file:PATH"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"), "{err}");
         let err = SecretRef::parse("vault:hunter2").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
@@ -214,7 +223,15 @@ mod tests {
 
     #[test]
     fn refuses_incomplete_references() {
-        for bad in ["env:", "env:HAS SPACE", "file:", "aws-sm:", "aws-sm:#key", "aws-sm:id#", "ENV:X"] {
+        for bad in [
+            "env:",
+            "env:HAS SPACE",
+            "file:",
+            "aws-sm:",
+            "aws-sm:#key",
+            "aws-sm:id#",
+            "ENV:X",
+        ] {
             assert!(SecretRef::parse(bad).is_err(), "{bad}");
         }
     }
@@ -254,8 +271,14 @@ mod tests {
         assert_eq!(secret.expose(), b"-----BEGIN KEY-----\n");
 
         let missing = dir.path().join("missing.pem");
-        let err = SecretRef::File(missing.clone()).resolve().await.unwrap_err();
-        assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
+        let err = SecretRef::File(missing.clone())
+            .resolve()
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "{err}"
+        );
 
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "").unwrap();

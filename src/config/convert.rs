@@ -73,7 +73,9 @@ fn convert_server(file: &ServerFile, p: &mut Problems) -> Option<ServerConfig> {
             if addr == Some(listen) {
                 p.add(
                     "server.admin_listen",
-                    format!("same address as server.listen ({listen}); use another port or \"off\""),
+                    format!(
+                        "same address as server.listen ({listen}); use another port or \"off\""
+                    ),
                 );
             }
             addr
@@ -81,8 +83,16 @@ fn convert_server(file: &ServerFile, p: &mut Problems) -> Option<ServerConfig> {
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
     };
     let tls = file.tls.as_ref().map(|tls| TlsConfig {
-        cert: p.parsed("server.tls.cert", SecretRef::parse(&tls.cert), placeholder_ref()),
-        key: p.parsed("server.tls.key", SecretRef::parse(&tls.key), placeholder_ref()),
+        cert: p.parsed(
+            "server.tls.cert",
+            SecretRef::parse(&tls.cert),
+            placeholder_ref(),
+        ),
+        key: p.parsed(
+            "server.tls.key",
+            SecretRef::parse(&tls.key),
+            placeholder_ref(),
+        ),
     });
     let mut trusted_proxies = Vec::new();
     for (i, text) in file.trusted_proxies.iter().flatten().enumerate() {
@@ -110,8 +120,7 @@ fn convert_server(file: &ServerFile, p: &mut Problems) -> Option<ServerConfig> {
         64 * 1024,
     );
     let max_headers = positive_count(p, "server.max_headers", file.max_headers, 100);
-    let max_connections =
-        positive_count(p, "server.max_connections", file.max_connections, 10_000);
+    let max_connections = positive_count(p, "server.max_connections", file.max_connections, 10_000);
     let shutdown_grace = positive_duration(
         p,
         "server.shutdown_grace",

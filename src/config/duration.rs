@@ -16,14 +16,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits_end == 0 {
             return Err(format!(
                 "`{s}`: expected a number before each unit, e.g. \"90s\" or \"1h30m\""
             ));
         }
         let (digits, after) = rest.split_at(digits_end);
-        let unit_end = after.find(|c: char| c.is_ascii_digit()).unwrap_or(after.len());
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_end);
         let millis_per_unit: u64 = match unit {
             "ms" => 1,
@@ -109,7 +113,10 @@ mod tests {
     #[test]
     fn compounds_add_up() {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
-        assert_eq!(parse_duration("1m30s500ms"), Ok(Duration::from_millis(90_500)));
+        assert_eq!(
+            parse_duration("1m30s500ms"),
+            Ok(Duration::from_millis(90_500))
+        );
         assert_eq!(parse_duration("2d12h"), Ok(Duration::from_secs(216_000)));
     }
 

@@ -55,64 +55,55 @@ fn apply_one(root: &mut Table, name: &str, raw: &str) -> Result<(), String> {
     if segments.iter().any(String::is_empty) {
         return Err("empty key segment; write PORTCULLIS__SECTION__KEY".into());
     }
-    let value = override_value(raw);
     let Some((last, parents)) = segments.split_last() else {
         return Err("empty key segment; write PORTCULLIS__SECTION__KEY".into());
     };
-
+    let mut table = root;
     // `here` names the path walked so far, for error messages.
     let mut here = String::new();
-    let mut current: &mut Value = {
-        let first = parents.first().unwrap_or(last);
-        if parents.is_empty() {
-            root.insert(first.clone(), value);
-            return Ok(());
-        }
-        here.push_str(first);
-        root.entry(first.clone())
-            .or_insert_with(|| Value::Table(Table::new()))
-    };
-    for segment in parents.iter().skip(1).chain(std::iter::once(last)) {
-        let is_last = std::ptr::eq(segment, last);
-        current = match current {
-            Value::Table(table) => {
-                if is_last {
-                    table.insert(segment.clone(), value);
-                    return Ok(());
-                }
-                table
-                    .entry(segment.clone())
-                    .or_insert_with(|| Value::Table(Table::new()))
-            }
-            Value::Array(items) => {
-                let index: usize = segment.parse().map_err(|_| {
-                    format!("{here} is an array; `{segment}` is not an index (use 0, 1, ...)")
-                })?;
-                let len = items.len();
-                let Some(item) = items.get_mut(index) else {
-                    return Err(format!(
-                        "index {index} is past the end of {here} ({len} entries)"
-                    ));
-                };
-                if is_last {
-                    *item = value;
-                    return Ok(());
-                }
-                item
-            }
-            _ => {
-                return Err(format!(
-                    "{here} is a single value, not a table; cannot set `{segment}` inside it"
-                ));
-            }
-        };
-        if segment.parse::<usize>().is_ok() {
-            here.push_str(&format!("[{segment}]"));
-        } else {
+    let mut rest = parents.iter().peekable();
+    while let Some(segment) = rest.next() {
+        let next = rest.peek().copied().unwrap_or(last);
+        let absent = !table.contains_key(segment);
+        if !here.is_empty() {
             here.push('.');
-            here.push_str(segment);
         }
+        here.push_str(segment);
+        if absent && next.parse::<usize>().is_ok() {
+            return Err(format!(
+                "{here} has no entries; index {next} is past the end"
+            ));
+        }
+        let mut slot = table
+            .entry(segment.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        // An array segment is followed by its index; consume it here.
+        if let Value::Array(items) = slot {
+            let index: usize = next.parse().map_err(|_| {
+                format!("{here} is an array; `{next}` is not an index (use 0, 1, ...)")
+            })?;
+            let len = items.len();
+            let Some(item) = items.get_mut(index) else {
+                return Err(format!(
+                    "index {index} is past the end of {here} ({len} entries)"
+                ));
+            };
+            here.push_str(&format!("[{index}]"));
+            if rest.next().is_none() {
+                *item = override_value(raw);
+                return Ok(());
+            }
+            slot = item;
+        }
+        let Value::Table(inner) = slot else {
+            let next = rest.peek().copied().unwrap_or(last);
+            return Err(format!(
+                "{here} is a single value, not a table; cannot set `{next}` inside it"
+            ));
+        };
+        table = inner;
     }
+    table.insert(last.clone(), override_value(raw));
     Ok(())
 }
 
@@ -131,7 +122,10 @@ mod tests {
 
     #[test]
     fn sets_a_table_key_creating_the_table() {
-        let (table, errors) = apply("version = 1", &[("PORTCULLIS__SERVER__LISTEN", "0.0.0.0:80")]);
+        let (table, errors) = apply(
+            "version = 1",
+            &[("PORTCULLIS__SERVER__LISTEN", "0.0.0.0:80")],
+        );
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(table["server"]["listen"].as_str(), Some("0.0.0.0:80"));
     }
@@ -151,7 +145,10 @@ mod tests {
     fn indexes_arrays_of_tables() {
         let (table, errors) = apply(
             "[[routes]]\nid = \"a\"\nupstream = \"http://x\"\n[[routes]]\nid = \"b\"\nupstream = \"http://y\"",
-            &[("PORTCULLIS__ROUTES__1__UPSTREAM", r#"["http://z:1", "http://z:2"]"#)],
+            &[(
+                "PORTCULLIS__ROUTES__1__UPSTREAM",
+                r#"["http://z:1", "http://z:2"]"#,
+            )],
         );
         assert!(errors.is_empty(), "{errors:?}");
         let upstream = table["routes"][1]["upstream"].as_array().unwrap();
@@ -195,7 +192,11 @@ mod tests {
         );
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].path, "PORTCULLIS__ROUTES__3__UPSTREAM");
-        assert!(errors[0].message.contains("index 3 is past the end of routes (1 entries)"));
+        assert!(
+            errors[0]
+                .message
+                .contains("index 3 is past the end of routes (1 entries)")
+        );
     }
 
     #[test]
@@ -209,11 +210,50 @@ mod tests {
             ],
         );
         assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors.iter().any(|e| e.path == "PORTCULLIS__ROUTES__FIRST__ID"
-            && e.message.contains("not an index")));
-        assert!(errors.iter().any(|e| e.path == "PORTCULLIS__SERVER__LISTEN__PORT"
-            && e.message.contains("server.listen is a single value")));
-        assert!(errors.iter().any(|e| e.path == "PORTCULLIS__SERVER____LISTEN"));
+        assert!(errors.iter().any(
+            |e| e.path == "PORTCULLIS__ROUTES__FIRST__ID" && e.message.contains("not an index")
+        ));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == "PORTCULLIS__SERVER__LISTEN__PORT"
+                    && e.message.contains("server.listen is a single value"))
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == "PORTCULLIS__SERVER____LISTEN")
+        );
+    }
+
+    #[test]
+    fn indexing_a_missing_array_is_past_the_end() {
+        let (_, errors) = apply("version = 1", &[("PORTCULLIS__ROUTES__0__ID", "a")]);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.contains("routes has no entries"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn replaces_a_whole_array_entry_or_a_plain_array_element() {
+        let (table, errors) = apply(
+            "[[routes]]\nid = \"a\"\nupstream = [\"http://x\", \"http://y\"]",
+            &[
+                ("PORTCULLIS__ROUTES__0__UPSTREAM__1", "http://z"),
+                (
+                    "PORTCULLIS__ROUTES__0__POLICY__ALLOW",
+                    "[{ public = true }]",
+                ),
+            ],
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(table["routes"][0]["upstream"][1].as_str(), Some("http://z"));
+        assert_eq!(
+            table["routes"][0]["policy"]["allow"][0]["public"].as_bool(),
+            Some(true)
+        );
     }
 
     #[test]

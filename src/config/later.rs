@@ -22,7 +22,10 @@ pub(crate) fn check_later_sections(file: &FileConfig, p: &mut Problems) {
     for (i, provider) in file.providers.iter().enumerate() {
         let at = format!("providers[{i}]");
         if !provider_ids.insert(provider.id.as_str()) {
-            p.add(format!("{at}.id"), format!("duplicate provider id `{}`", provider.id));
+            p.add(
+                format!("{at}.id"),
+                format!("duplicate provider id `{}`", provider.id),
+            );
         }
         check_provider(&at, provider, p);
     }
@@ -38,14 +41,20 @@ fn one_of(p: &mut Problems, at: &str, value: Option<&str>, allowed: &[&str]) {
     if let Some(value) = value
         && !allowed.contains(&value)
     {
-        p.add(at, format!("`{value}`: expected one of {}", allowed.join(", ")));
+        p.add(
+            at,
+            format!("`{value}`: expected one of {}", allowed.join(", ")),
+        );
     }
 }
 
 fn url(p: &mut Problems, at: &str, text: &str, schemes: &[&str]) {
     match Url::parse(text) {
         Ok(url) if schemes.contains(&url.scheme()) => {}
-        Ok(_) => p.add(at, format!("`{text}`: expected a {} URL", schemes.join(" or "))),
+        Ok(_) => p.add(
+            at,
+            format!("`{text}`: expected a {} URL", schemes.join(" or ")),
+        ),
         Err(e) => p.add(at, format!("`{text}` is not a URL: {e}")),
     }
 }
@@ -70,10 +79,18 @@ fn check_session(s: &SessionFile, p: &mut Problems) {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !token {
-            p.add("session.cookie_name", format!("`{name}`: use letters, digits, `-` and `_`"));
+            p.add(
+                "session.cookie_name",
+                format!("`{name}`: use letters, digits, `-` and `_`"),
+            );
         }
     }
-    positive_duration(p, "session.idle_timeout", s.idle_timeout.as_deref(), Default::default());
+    positive_duration(
+        p,
+        "session.idle_timeout",
+        s.idle_timeout.as_deref(),
+        Default::default(),
+    );
     positive_duration(
         p,
         "session.absolute_timeout",
@@ -87,12 +104,20 @@ fn check_provider(at: &str, provider: &ProviderFile, p: &mut Problems) {
         p.add(format!("{at}.id"), message);
     }
     let presets = ["generic", "okta", "entra", "google", "keycloak", "cognito"];
-    one_of(p, &format!("{at}.preset"), provider.preset.as_deref(), &presets);
+    one_of(
+        p,
+        &format!("{at}.preset"),
+        provider.preset.as_deref(),
+        &presets,
+    );
     match &provider.issuer {
         Some(issuer) => url(p, &format!("{at}.issuer"), issuer, &["https", "http"]),
         // Google's issuer is fixed; every other provider must be told where it lives.
         None if provider.preset.as_deref() != Some("google") => {
-            p.add(format!("{at}.issuer"), "required (the provider's OpenID issuer URL)");
+            p.add(
+                format!("{at}.issuer"),
+                "required (the provider's OpenID issuer URL)",
+            );
         }
         None => {}
     }
@@ -112,7 +137,12 @@ fn check_provider(at: &str, provider: &ProviderFile, p: &mut Problems) {
 }
 
 fn check_token_issuer(at: &str, issuer: &TokenIssuerFile, p: &mut Problems) {
-    url(p, &format!("{at}.issuer"), &issuer.issuer, &["https", "http"]);
+    url(
+        p,
+        &format!("{at}.issuer"),
+        &issuer.issuer,
+        &["https", "http"],
+    );
     if issuer.audiences.is_empty() {
         p.add(format!("{at}.audiences"), "needs at least one audience");
     }
@@ -141,12 +171,25 @@ fn check_audit(audit: &AuditFile, p: &mut Problems) {
     if let Some(text) = &audit.url {
         url(p, "audit.url", text, &["sqlite", "postgres", "postgresql"]);
     }
-    one_of(p, "audit.durability", audit.durability.as_deref(), &["async", "strict"]);
-    positive_duration(p, "audit.retention", audit.retention.as_deref(), Default::default());
+    one_of(
+        p,
+        "audit.durability",
+        audit.durability.as_deref(),
+        &["async", "strict"],
+    );
+    positive_duration(
+        p,
+        "audit.retention",
+        audit.retention.as_deref(),
+        Default::default(),
+    );
     if let Some(redact) = &audit.redact {
         for (i, name) in redact.headers.iter().flatten().enumerate() {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                p.add(format!("audit.redact.headers[{i}]"), format!("`{name}` is not a header name"));
+                p.add(
+                    format!("audit.redact.headers[{i}]"),
+                    format!("`{name}` is not a header name"),
+                );
             }
         }
         for (i, name) in redact.query.iter().flatten().enumerate() {

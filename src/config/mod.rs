@@ -14,6 +14,7 @@ mod route;
 mod rule;
 #[cfg(test)]
 mod tests;
+mod time_window;
 mod types;
 
 pub use duration::{parse_duration, parse_size};

@@ -16,7 +16,7 @@ use super::file::{RouteFile, SizeText};
 use super::rule::{convert_policy, method};
 use super::{ClaimHeader, EjectPolicy, RouteConfig, RouteTimeouts};
 use crate::identity::AuthMethod;
-use crate::routes::{HostPattern, RouteTable};
+use crate::routes::{HostPattern, RouteConflict, RouteTable};
 use crate::secrets::SecretRef;
 
 /// Default `max_body`: 10 MiB.
@@ -30,7 +30,10 @@ pub(crate) fn convert_routes(files: &[RouteFile], p: &mut Problems) -> Vec<Route
     for (i, file) in files.iter().enumerate() {
         let at = format!("routes[{i}]");
         if !seen_ids.insert(file.id.as_str()) {
-            p.add(format!("{at}.id"), format!("duplicate route id `{}`", file.id));
+            p.add(
+                format!("{at}.id"),
+                format!("duplicate route id `{}`", file.id),
+            );
         }
         match convert_route(&at, file, p) {
             Some(route) => routes.push(route),
@@ -39,17 +42,21 @@ pub(crate) fn convert_routes(files: &[RouteFile], p: &mut Problems) -> Vec<Route
     }
     // Ties are only meaningful when indexes line up with the file, i.e. every route converted.
     if all_converted && let Err(conflicts) = RouteTable::new(&routes) {
-        for conflict in conflicts {
-            p.add(
-                format!("routes[{}]", conflict.index),
-                format!(
-                    "ties with routes[{}] (same host, path and methods); make one more specific",
-                    conflict.other
-                ),
-            );
-        }
+        report_ties(&conflicts, p);
     }
     routes
+}
+
+fn report_ties(conflicts: &[RouteConflict], p: &mut Problems) {
+    for conflict in conflicts {
+        p.add(
+            format!("routes[{}]", conflict.index),
+            format!(
+                "ties with routes[{}] (same host, path and methods); make one more specific",
+                conflict.other
+            ),
+        );
+    }
 }
 
 /// One route; None when a problem left no usable value (the problem is recorded).
@@ -59,15 +66,24 @@ fn convert_route(at: &str, file: &RouteFile, p: &mut Problems) -> Option<RouteCo
         p.add(format!("{at}.id"), message.clone());
     }
     let host = file.host.as_deref().and_then(|text| {
-        p.parsed_opt(&format!("{at}.host"), HostPattern::parse(text).map_err(|e| format!("`{text}`: {e}")))
+        p.parsed_opt(
+            &format!("{at}.host"),
+            HostPattern::parse(text).map_err(|e| format!("`{text}`: {e}")),
+        )
     });
     let path = file.path.clone().unwrap_or_else(|| "/".to_owned());
     if !path.starts_with('/') {
-        p.add(format!("{at}.path"), format!("`{path}` must start with `/`"));
+        p.add(
+            format!("{at}.path"),
+            format!("`{path}` must start with `/`"),
+        );
     }
     let methods = file.methods.as_ref().map(|list| {
         if list.is_empty() {
-            p.add(format!("{at}.methods"), "empty list; leave the key out to allow any method");
+            p.add(
+                format!("{at}.methods"),
+                "empty list; leave the key out to allow any method",
+            );
         }
         list.iter()
             .enumerate()
@@ -88,7 +104,10 @@ fn convert_route(at: &str, file: &RouteFile, p: &mut Problems) -> Option<RouteCo
         .collect();
     let audience = match &file.audience {
         Some(a) if a.trim().is_empty() => {
-            p.add(format!("{at}.audience"), "must not be empty; leave it out to use the route id");
+            p.add(
+                format!("{at}.audience"),
+                "must not be empty; leave it out to use the route id",
+            );
             String::new()
         }
         Some(a) => a.clone(),
@@ -130,7 +149,10 @@ fn convert_route(at: &str, file: &RouteFile, p: &mut Problems) -> Option<RouteCo
         None => 3,
         Some(n) if n >= 1 => u32::try_from(n).unwrap_or(u32::MAX),
         Some(n) => {
-            p.add(format!("{at}.eject_after"), format!("must be at least 1 (got {n})"));
+            p.add(
+                format!("{at}.eject_after"),
+                format!("must be at least 1 (got {n})"),
+            );
             3
         }
     };
@@ -205,7 +227,9 @@ fn upstream_url(text: &str) -> Result<Url, String> {
         return Err(format!("`{text}` has no host"));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("`{text}`: an upstream URL takes no query or fragment"));
+        return Err(format!(
+            "`{text}`: an upstream URL takes no query or fragment"
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(format!(
@@ -218,7 +242,10 @@ fn upstream_url(text: &str) -> Result<Url, String> {
 /// `auth` lists: session, bearer, none; `none` stands alone.
 pub(crate) fn auth_methods(at: &str, list: &[String], p: &mut Problems) -> Vec<AuthMethod> {
     if list.is_empty() {
-        p.add(at, "empty list; use [\"session\", \"bearer\"], [\"bearer\"] or [\"none\"]");
+        p.add(
+            at,
+            "empty list; use [\"session\", \"bearer\"], [\"bearer\"] or [\"none\"]",
+        );
     }
     let methods: Vec<AuthMethod> = list
         .iter()
@@ -256,5 +283,42 @@ fn max_body(text: Option<&SizeText>) -> Result<Option<u64>, String> {
             0 => Err("0 is ambiguous; write a positive size, or \"unlimited\" for no limit".into()),
             n => Ok(Some(n)),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The real table lives in `crate::routes`; this checks how its conflicts are reported.
+    #[test]
+    fn ties_are_reported_at_the_later_route() {
+        let mut p = Problems::default();
+        report_ties(&[RouteConflict { index: 3, other: 1 }], &mut p);
+        assert_eq!(p.0.len(), 1);
+        assert_eq!(p.0[0].path, "routes[3]");
+        assert_eq!(
+            p.0[0].message,
+            "ties with routes[1] (same host, path and methods); make one more specific"
+        );
+    }
+
+    #[test]
+    fn route_ids() {
+        assert!(route_id("billing-api_2").is_ok());
+        for bad in ["", "Billing", "a b", "a.b", "ä"] {
+            assert!(route_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn max_body_spellings() {
+        let size = |s: &str| max_body(Some(&SizeText(s.into())));
+        assert_eq!(max_body(None), Ok(Some(DEFAULT_MAX_BODY)));
+        assert_eq!(size("unlimited"), Ok(None));
+        assert_eq!(size("512KiB"), Ok(Some(512 * 1024)));
+        assert_eq!(size("1000"), Ok(Some(1000)));
+        assert!(size("0").is_err());
+        assert!(size("-1").is_err());
     }
 }

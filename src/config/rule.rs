@@ -1,19 +1,18 @@
 //! Policy tables -> [`RoutePolicy`] / [`Rule`] / [`Criterion`]: one criterion per key present
 //! in a rule table, lists checked entry by entry, emails and domains lowercased, time windows
-//! resolved against the IANA database. It decides nothing: evaluation is [`crate::policy`]'s.
+//! resolved by [`super::time_window`]. It decides nothing: evaluation is [`crate::policy`]'s.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use http::Method;
-use jiff::civil::{Time, Weekday};
-use jiff::tz::TimeZone;
 
 use super::convert::{Problems, network};
-use super::file::{PolicyFile, RuleFile, TimeWindowFile};
+use super::file::{PolicyFile, RuleFile};
 use super::route::auth_methods;
+use super::time_window::time_window;
 use crate::identity::AuthMethod;
-use crate::policy::{ClaimValue, Criterion, PathPattern, RoutePolicy, Rule, TimeWindow};
+use crate::policy::{ClaimValue, Criterion, PathPattern, RoutePolicy, Rule};
 
 /// A route's `[routes.policy]`. A route must say who may pass: a missing policy or an empty
 /// `allow` list would deny everyone, which is never what a new route is written for.
@@ -46,7 +45,11 @@ pub(crate) fn convert_policy(
 }
 
 /// Both rule lists of a policy table, with rule ids unique across them.
-pub(crate) fn convert_rules(at: &str, file: &PolicyFile, p: &mut Problems) -> (Vec<Rule>, Vec<Rule>) {
+pub(crate) fn convert_rules(
+    at: &str,
+    file: &PolicyFile,
+    p: &mut Problems,
+) -> (Vec<Rule>, Vec<Rule>) {
     let mut ids = HashSet::new();
     let mut list = |kind: &str, rules: &[RuleFile], p: &mut Problems| -> Vec<Rule> {
         rules
@@ -63,7 +66,10 @@ pub(crate) fn convert_rules(at: &str, file: &PolicyFile, p: &mut Problems) -> (V
                     None => format!("{kind}[{i}]"),
                 };
                 if !ids.insert(id.clone()) {
-                    p.add(format!("{rule_at}.id"), format!("duplicate rule id `{id}` in this policy"));
+                    p.add(
+                        format!("{rule_at}.id"),
+                        format!("duplicate rule id `{id}` in this policy"),
+                    );
                 }
                 Rule {
                     id: Arc::from(id),
@@ -103,7 +109,11 @@ fn convert_criteria(at: &str, rule: &RuleFile, p: &mut Problems) -> Vec<Criterio
         criteria.push(Criterion::GroupsAll(v));
     }
     if let Some(claims) = &rule.claims {
-        criteria.push(Criterion::Claims(convert_claims(&format!("{at}.claims"), claims, p)));
+        criteria.push(Criterion::Claims(convert_claims(
+            &format!("{at}.claims"),
+            claims,
+            p,
+        )));
     }
     if let Some(v) = strings("scopes", &rule.scopes, p) {
         criteria.push(Criterion::Scopes(v));
@@ -118,17 +128,30 @@ fn convert_criteria(at: &str, rule: &RuleFile, p: &mut Problems) -> Vec<Criterio
         criteria.push(Criterion::Auth(auth_methods(&format!("{at}.auth"), &v, p)));
     }
     if let Some(v) = strings("methods", &rule.methods, p) {
-        criteria.push(Criterion::Methods(each(&format!("{at}.methods"), &v, p, method)));
+        criteria.push(Criterion::Methods(each(
+            &format!("{at}.methods"),
+            &v,
+            p,
+            method,
+        )));
     }
     if let Some(v) = strings("paths", &rule.paths, p) {
-        criteria.push(Criterion::Paths(each(&format!("{at}.paths"), &v, p, path_pattern)));
+        criteria.push(Criterion::Paths(each(
+            &format!("{at}.paths"),
+            &v,
+            p,
+            path_pattern,
+        )));
     }
     if let Some(v) = strings("ip", &rule.ip, p) {
         criteria.push(Criterion::Ip(each(&format!("{at}.ip"), &v, p, network)));
     }
     if let Some(windows) = &rule.time {
         if windows.is_empty() {
-            p.add(format!("{at}.time"), "empty list; remove the key or add a window");
+            p.add(
+                format!("{at}.time"),
+                "empty list; remove the key or add a window",
+            );
         }
         let windows = windows
             .iter()
@@ -175,7 +198,10 @@ fn convert_criteria(at: &str, rule: &RuleFile, p: &mut Problems) -> Vec<Criterio
 /// A list criterion: empty lists and empty entries are refused. None when the list is empty.
 fn non_empty_list(at: &str, values: &[String], p: &mut Problems) -> Option<Vec<String>> {
     if values.is_empty() {
-        p.add(at, "empty list matches nothing; remove the key or add entries");
+        p.add(
+            at,
+            "empty list matches nothing; remove the key or add entries",
+        );
         return None;
     }
     for (i, v) in values.iter().enumerate() {
@@ -202,9 +228,7 @@ fn each<T>(
 
 fn email(text: &str) -> Result<String, String> {
     match text.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-            Ok(text.to_lowercase())
-        }
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => Ok(text.to_lowercase()),
         _ => Err(format!("`{text}` is not an email address")),
     }
 }
@@ -250,7 +274,10 @@ fn convert_claims(
     p: &mut Problems,
 ) -> Vec<(String, Vec<ClaimValue>)> {
     if claims.is_empty() {
-        p.add(at, "empty table matches nothing; remove the key or add claims");
+        p.add(
+            at,
+            "empty table matches nothing; remove the key or add claims",
+        );
     }
     let scalar = |v: &toml::Value| match v {
         toml::Value::String(s) => Some(ClaimValue::String(s.clone())),
@@ -290,102 +317,4 @@ fn convert_claims(
         out.push((name.clone(), values));
     }
     out
-}
-
-fn time_window(at: &str, file: &TimeWindowFile, p: &mut Problems) -> Option<TimeWindow> {
-    let days = match &file.days {
-        None => ALL_DAYS.to_vec(),
-        Some(names) => {
-            if names.is_empty() {
-                p.add(format!("{at}.days"), "empty list; leave it out for every day");
-            }
-            let mut days: Vec<Weekday> = Vec::new();
-            for (i, name) in names.iter().enumerate() {
-                if let Some(found) = p.parsed_opt(&format!("{at}.days[{i}]"), day_names(name)) {
-                    for day in found {
-                        if !days.contains(&day) {
-                            days.push(day);
-                        }
-                    }
-                }
-            }
-            days
-        }
-    };
-    let start = p.parsed_opt(&format!("{at}.from"), clock_time(&file.from));
-    let end = p.parsed_opt(&format!("{at}.to"), clock_time(&file.to));
-    let tz_name = file.tz.as_deref().unwrap_or("UTC");
-    let tz = p.parsed_opt(
-        &format!("{at}.tz"),
-        TimeZone::get(tz_name).map_err(|_| {
-            format!("`{tz_name}` is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")")
-        }),
-    );
-    let (start, end) = (start?, end?);
-    // Equal times would read as a 24-hour window that runs "past midnight": say it explicitly.
-    if start == end && file.to != "24:00" {
-        p.add(
-            format!("{at}.to"),
-            "same as `from`; for a whole day write from = \"00:00\", to = \"24:00\"",
-        );
-    }
-    Some(TimeWindow {
-        days,
-        start,
-        end,
-        tz: tz?,
-    })
-}
-
-const ALL_DAYS: [Weekday; 7] = [
-    Weekday::Monday,
-    Weekday::Tuesday,
-    Weekday::Wednesday,
-    Weekday::Thursday,
-    Weekday::Friday,
-    Weekday::Saturday,
-    Weekday::Sunday,
-];
-
-fn day_names(name: &str) -> Result<Vec<Weekday>, String> {
-    let day = match name.to_ascii_lowercase().as_str() {
-        "mon" | "monday" => Weekday::Monday,
-        "tue" | "tuesday" => Weekday::Tuesday,
-        "wed" | "wednesday" => Weekday::Wednesday,
-        "thu" | "thursday" => Weekday::Thursday,
-        "fri" | "friday" => Weekday::Friday,
-        "sat" | "saturday" => Weekday::Saturday,
-        "sun" | "sunday" => Weekday::Sunday,
-        "weekdays" => return Ok(ALL_DAYS[..5].to_vec()),
-        "weekend" => return Ok(ALL_DAYS[5..].to_vec()),
-        "all" => return Ok(ALL_DAYS.to_vec()),
-        _ => {
-            return Err(format!(
-                "`{name}`: expected mon..sun, weekdays, weekend or all"
-            ));
-        }
-    };
-    Ok(vec![day])
-}
-
-/// `HH:MM` (or `HH:MM:SS`), 24-hour clock; `24:00` means midnight at the end of the day.
-fn clock_time(text: &str) -> Result<Time, String> {
-    let bad = || format!("`{text}`: expected a time like \"09:00\" or \"18:30\"");
-    if text == "24:00" {
-        return Ok(Time::midnight());
-    }
-    let parts: Vec<&str> = text.split(':').collect();
-    if !(2..=3).contains(&parts.len()) || parts
-            .iter()
-            .any(|s| s.len() != 2 || !s.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(bad());
-    }
-    let num = |s: &str| s.parse::<i8>().map_err(|_| bad());
-    let hour = num(parts[0])?;
-    let minute = num(parts[1])?;
-    let second = match parts.get(2) {
-        Some(s) => num(s)?,
-        None => 0,
-    };
-    Time::new(hour, minute, second, 0).map_err(|_| bad())
 }

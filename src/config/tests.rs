@@ -65,7 +65,10 @@ fn minimal_config_gets_every_default() {
     let s = &config.server;
     assert_eq!(s.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
     assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
-    assert_eq!(s.admin_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9090))));
+    assert_eq!(
+        s.admin_listen,
+        Some(SocketAddr::from(([127, 0, 0, 1], 9090)))
+    );
     assert!(s.tls.is_none() && s.trusted_proxies.is_empty());
     assert_eq!(s.header_read_timeout, Duration::from_secs(10));
     assert_eq!(s.max_header_bytes, 64 * 1024);
@@ -124,11 +127,27 @@ shutdown_grace = "1m"
         .map(|n| n.parse().unwrap())
         .collect();
     assert_eq!(s.trusted_proxies, nets);
-    assert_eq!(s.allowed_redirect_hosts, vec!["app.corp.example".to_owned()]);
+    assert_eq!(
+        s.allowed_redirect_hosts,
+        vec!["app.corp.example".to_owned()]
+    );
     assert_eq!(s.header_read_timeout, Duration::from_secs(5));
     assert_eq!(s.max_header_bytes, 32 * 1024);
     assert_eq!((s.max_headers, s.max_connections), (50, 20));
     assert_eq!(s.shutdown_grace, Duration::from_secs(60));
+}
+
+#[test]
+fn admin_listen_must_differ_from_listen() {
+    let errs = errors(&format!(
+        "{MINIMAL}\n[server]\nlisten = \"127.0.0.1:7000\"\nadmin_listen = \"127.0.0.1:7000\"\n"
+    ));
+    assert_error(
+        &errs,
+        "server.admin_listen",
+        "same address as server.listen",
+    );
+    assert_eq!(errs.len(), 1);
 }
 
 #[test]
@@ -332,7 +351,11 @@ shutdown_grace = "8"
 "#
     ));
     assert_error(&errs, "server.listen", "not an IP address and port");
-    assert_error(&errs, "server.public_url", "without a path, query or fragment");
+    assert_error(
+        &errs,
+        "server.public_url",
+        "without a path, query or fragment",
+    );
     assert_error(&errs, "server.admin_listen", "not an IP address and port");
     assert_error(&errs, "server.tls.key", "use \"env:NAME\" or \"file:PATH\"");
     assert_error(&errs, "server.trusted_proxies[1]", "not an IP network");
@@ -390,8 +413,16 @@ max_body = "10 parsecs"
     assert_error(&errs, "routes[0].upstream[2]", "credentials");
     assert_error(&errs, "routes[0].upstream[3]", "not a URL");
     assert_error(&errs, "routes[0].auth", "`none` cannot be combined");
-    assert_error(&errs, "routes[0].auth[2]", "expected session, bearer or none");
-    assert_error(&errs, "routes[0].headers[1]", "expected user, email or groups");
+    assert_error(
+        &errs,
+        "routes[0].auth[2]",
+        "expected session, bearer or none",
+    );
+    assert_error(
+        &errs,
+        "routes[0].headers[1]",
+        "expected user, email or groups",
+    );
     assert_error(&errs, "routes[0].audience", "must not be empty");
     assert_error(&errs, "routes[0].connect_timeout", "missing unit");
     assert_error(&errs, "routes[0].response_timeout", "negative");
@@ -431,22 +462,62 @@ deny = [{ id = "x", subjects = [""] }]
     let at = "routes[0].policy";
     assert_error(&errs, &format!("{at}.allow[0]"), "at least one criterion");
     assert_error(&errs, &format!("{at}.allow[1].ip[1]"), "not an IP network");
-    assert_error(&errs, &format!("{at}.allow[2].public"), "alone matches nothing");
-    assert_error(&errs, &format!("{at}.allow[3].emails[0]"), "not an email address");
-    assert_error(&errs, &format!("{at}.allow[3].email_domains[0]"), "without `@`");
-    assert_error(&errs, &format!("{at}.allow[3].paths[0]"), "must start with `/`");
+    assert_error(
+        &errs,
+        &format!("{at}.allow[2].public"),
+        "alone matches nothing",
+    );
+    assert_error(
+        &errs,
+        &format!("{at}.allow[3].emails[0]"),
+        "not an email address",
+    );
+    assert_error(
+        &errs,
+        &format!("{at}.allow[3].email_domains[0]"),
+        "without `@`",
+    );
+    assert_error(
+        &errs,
+        &format!("{at}.allow[3].paths[0]"),
+        "must start with `/`",
+    );
     assert_error(&errs, &format!("{at}.allow[4].id"), "duplicate rule id `x`");
     assert_error(&errs, &format!("{at}.allow[4].groups"), "empty list");
-    assert_error(&errs, &format!("{at}.allow[4].claims.dept[0]"), "string, integer or boolean");
-    assert_error(&errs, &format!("{at}.allow[4].claims.level"), "string, integer or boolean");
+    assert_error(
+        &errs,
+        &format!("{at}.allow[4].claims.dept[0]"),
+        "string, integer or boolean",
+    );
+    assert_error(
+        &errs,
+        &format!("{at}.allow[4].claims.level"),
+        "string, integer or boolean",
+    );
     assert_error(&errs, &format!("{at}.allow[5].time[0].days[0]"), "mon..sun");
-    assert_error(&errs, &format!("{at}.allow[5].time[0].from"), "like \"09:00\"");
-    assert_error(&errs, &format!("{at}.allow[5].time[0].tz"), "IANA time zone");
-    assert_error(&errs, &format!("{at}.allow[6].time[0].to"), "same as `from`");
+    assert_error(
+        &errs,
+        &format!("{at}.allow[5].time[0].from"),
+        "like \"09:00\"",
+    );
+    assert_error(
+        &errs,
+        &format!("{at}.allow[5].time[0].tz"),
+        "IANA time zone",
+    );
+    assert_error(
+        &errs,
+        &format!("{at}.allow[6].time[0].to"),
+        "same as `from`",
+    );
     assert_error(&errs, &format!("{at}.allow[6].auth"), "cannot be combined");
     assert_error(&errs, &format!("{at}.allow[6].methods[0]"), "uppercase");
     assert_error(&errs, &format!("{at}.deny[0].id"), "duplicate rule id `x`");
-    assert_error(&errs, &format!("{at}.deny[0].subjects[0]"), "must not be empty");
+    assert_error(
+        &errs,
+        &format!("{at}.deny[0].subjects[0]"),
+        "must not be empty",
+    );
     assert_eq!(errs.len(), 18, "{}", ConfigErrors(errs.clone()));
 }
 
@@ -486,7 +557,11 @@ access = {{ allow = [{{ groups = [] }}] }}
     assert_error(&errs, "session.idle_timeout", "expected a number");
     assert_error(&errs, "providers[0].issuer", "required");
     assert_error(&errs, "providers[0].client_id", "must not be empty");
-    assert_error(&errs, "providers[0].client_secret", "not a secret reference");
+    assert_error(
+        &errs,
+        "providers[0].client_secret",
+        "not a secret reference",
+    );
     assert_error(&errs, "providers[0].scopes", "openid");
     assert_error(&errs, "providers[1].id", "duplicate provider id");
     assert_error(&errs, "providers[1].preset", "expected one of generic");
@@ -506,10 +581,16 @@ access = {{ allow = [{{ groups = [] }}] }}
 
 #[test]
 fn unknown_fields_and_wrong_types_name_the_key() {
-    let errs = errors(&with_route("bogus = 1\n[routes.policy]\nallow = [{ public = true }]"));
+    let errs = errors(&with_route(
+        "bogus = 1\n[routes.policy]\nallow = [{ public = true }]",
+    ));
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].path, "routes[0].bogus");
-    assert!(errs[0].message.contains("unknown field `bogus`"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("unknown field `bogus`"),
+        "{}",
+        errs[0]
+    );
 
     let errs = errors(&format!("{MINIMAL}\n[server]\nlisten = 8080\n"));
     assert_eq!(errs[0].path, "server.listen");
@@ -525,7 +606,11 @@ fn unknown_fields_and_wrong_types_name_the_key() {
 
     let errs = errors("version = 1\n[[routes]]\nupstream = \"http://x\"\n");
     assert_eq!(errs[0].path, "routes[0]");
-    assert!(errs[0].message.contains("missing field `id`"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("missing field `id`"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
@@ -555,8 +640,14 @@ fn toml_syntax_errors_have_no_path_but_a_location() {
 #[test]
 fn env_overrides_apply_before_validation() {
     let env = vec![
-        ("PORTCULLIS__SERVER__LISTEN".to_owned(), "0.0.0.0:9999".to_owned()),
-        ("PORTCULLIS__ROUTES__0__UPSTREAM".to_owned(), r#"["http://10.0.0.1:1", "http://10.0.0.2:2"]"#.to_owned()),
+        (
+            "PORTCULLIS__SERVER__LISTEN".to_owned(),
+            "0.0.0.0:9999".to_owned(),
+        ),
+        (
+            "PORTCULLIS__ROUTES__0__UPSTREAM".to_owned(),
+            r#"["http://10.0.0.1:1", "http://10.0.0.2:2"]"#.to_owned(),
+        ),
         ("PORTCULLIS__ROUTES__0__RETRIES".to_owned(), "3".to_owned()),
         ("PORTCULLIS_CONFIG".to_owned(), "/elsewhere.toml".to_owned()),
     ];
@@ -566,7 +657,10 @@ fn env_overrides_apply_before_validation() {
     assert_eq!(config.routes[0].retries, 3);
 
     // An overridden value is validated like a written one, at the same key path.
-    let env = vec![("PORTCULLIS__SERVER__SHUTDOWN_GRACE".to_owned(), "soon".to_owned())];
+    let env = vec![(
+        "PORTCULLIS__SERVER__SHUTDOWN_GRACE".to_owned(),
+        "soon".to_owned(),
+    )];
     let errs = load_str(MINIMAL, env).unwrap_err().0;
     assert_error(&errs, "server.shutdown_grace", "expected a number");
 
@@ -577,9 +671,15 @@ fn env_overrides_apply_before_validation() {
 
 #[test]
 fn load_names_a_missing_file() {
-    let errs = load(Path::new("/nonexistent/portcullis.toml")).unwrap_err().0;
+    let errs = load(Path::new("/nonexistent/portcullis.toml"))
+        .unwrap_err()
+        .0;
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].message.contains("/nonexistent/portcullis.toml"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("/nonexistent/portcullis.toml"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
