@@ -60,10 +60,8 @@ impl SecretRef {
     /// Errors never repeat the input: a mistyped reference may be the secret itself.
     pub fn parse(s: &str) -> Result<SecretRef, String> {
         if let Some(name) = s.strip_prefix("env:") {
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(
                     "env: needs a variable name of letters, digits and `_`, e.g. \"env:OKTA_SECRET\""

@@ -4,6 +4,10 @@
 //! Environment variables `PORTCULLIS__<KEY>__<KEY>` override any key. Loading has no side
 //! effects: it reads the file and the environment, nothing else. Imports neither axum nor any
 //! database crate.
+//!
+//! The pipeline: TOML text -> table -> `env` overrides -> version gate -> `file` types
+//! (serde, with key paths) -> `convert` (server), `route`, `rule`, `time_window`, `later`
+//! (sections not yet active) -> [`Config`].
 
 mod convert;
 mod duration;
@@ -108,7 +112,8 @@ fn parse_file(
     serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             path: key_path(e.path()),
-            message: e.inner().to_string().trim_end().to_owned(),
+            // `message()` leaves out toml's own, less precise, "in `key`" suffix.
+            message: e.inner().message().trim_end().to_owned(),
         }])
     })
 }

@@ -12,8 +12,64 @@ use crate::identity::AuthMethod;
 use crate::policy::{ClaimValue, Criterion, PathPattern};
 use crate::secrets::SecretRef;
 
-/// The TOML example from DESIGN.md, verbatim.
-const DESIGN_EXAMPLE: &str = include_str!("design_example.toml");
+/// The TOML example from the design document's Configuration section, verbatim.
+const DESIGN_EXAMPLE: &str = r##"version = 1
+
+[server]
+listen = "127.0.0.1:8080"
+public_url = "https://gate.corp.example"
+admin_listen = "127.0.0.1:9090"
+# tls = { cert = "file:certs/gate.pem", key = "file:certs/gate.key" }
+
+[session]
+store = "sqlite"                    # memory | sqlite | postgres | redis
+url = "sqlite://data/sessions.db"
+cookie_name = "portcullis"
+idle_timeout = "1h"
+absolute_timeout = "12h"
+
+[[providers]]
+id = "okta"
+preset = "okta"                     # generic | okta | entra | google | keycloak | cognito
+issuer = "https://example.okta.com/oauth2/default"
+client_id = "0oa..."
+client_secret = "aws-sm:portcullis/okta#client_secret"
+scopes = ["openid", "email", "profile", "groups"]
+
+[[token_issuers]]                   # bearer tokens for service-to-service calls
+issuer = "https://example.okta.com/oauth2/default"
+audiences = ["api://billing"]
+algorithms = ["RS256", "ES256"]
+max_lifetime = "15m"                # refuse tokens whose exp - iat exceeds this
+leeway = "30s"
+
+[audit]
+url = "sqlite://data/audit.db"      # or postgres://...
+durability = "async"                # async | strict (see guarantees)
+retention = "90d"
+[audit.redact]
+headers = ["authorization", "cookie", "x-api-key"]
+query = ["token", "code", "access_token", "password", "secret"]
+claims = { email = "hmac" }         # keep | drop | hmac | mask
+[audit.access]
+allow = [{ groups = ["security"] }]
+
+[[routes]]
+id = "billing-api"
+host = "billing.corp.example"       # optional
+path = "/api/"                      # prefix
+methods = ["GET", "POST"]           # optional
+upstream = ["http://10.0.0.5:8080", "http://10.0.0.6:8080"]
+auth = ["session", "bearer"]        # how identity may be presented: session, bearer, none
+headers = ["email", "groups"]       # claim headers to send
+[routes.policy]
+allow = [
+  { id = "billing-team", groups = ["billing"] },
+  { id = "readonly-staff", email_domains = ["corp.example"], methods = ["GET"] },
+  { id = "billing-bot", auth = ["bearer"], scopes = ["billing.read"] },
+]
+deny = [{ id = "no-contractors", groups = ["contractors"], methods = ["POST"] }]
+"##;
 
 const MINIMAL: &str = r#"
 version = 1
