@@ -4,9 +4,24 @@
 //! Environment variables `PORTCULLIS__<KEY>__<KEY>` override any key. Loading has no side
 //! effects: it reads the file and the environment, nothing else. Imports neither axum nor any
 //! database crate.
+//!
+//! The pipeline: TOML text -> table -> `env` overrides -> version gate -> `file` types
+//! (serde, with key paths) -> `convert` (server), `route`, `rule`, `time_window`, `later`
+//! (sections not yet active) -> [`Config`].
 
+mod convert;
+mod duration;
+mod env;
+mod file;
+mod later;
+mod route;
+mod rule;
+#[cfg(test)]
+mod tests;
+mod time_window;
 mod types;
 
+pub use duration::{parse_duration, parse_size};
 pub use types::*;
 
 use std::fmt;
@@ -50,13 +65,18 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// Reads and validates a config file, applying `PORTCULLIS__*` overrides from the process
-/// environment.
+/// environment. A missing or unreadable file is one error naming the path.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let _ = path;
-    Err(ConfigErrors(vec![ConfigError {
-        path: String::new(),
-        message: "not implemented".into(),
-    }]))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message: format!("cannot read config file {}: {e}", path.display()),
+        }])
+    })?;
+    // `vars()` panics on a non-UTF-8 variable; such a variable cannot be an override anyway.
+    let env = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
+    load_str(&text, env)
 }
 
 /// Validates config text with the given environment (`(name, value)` pairs; only
@@ -65,6 +85,68 @@ pub fn load_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigErrors> {
-    let _ = (text, env.into_iter().count());
-    Err(ConfigErrors(vec![]))
+    let file = parse_file(text, env)?;
+    convert::convert(file).map_err(ConfigErrors)
+}
+
+/// Text -> file types: TOML syntax, overrides, the version gate, then serde. Each stage's
+/// errors stop the pipeline, because later stages would only repeat them in other words.
+fn parse_file(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<file::FileConfig, ConfigErrors> {
+    let whole_file = |message: String| {
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            message,
+        }])
+    };
+    let mut root: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| whole_file(e.to_string().trim_end().to_owned()))?;
+    let env_errors = env::apply_overrides(&mut root, env);
+    if !env_errors.is_empty() {
+        return Err(ConfigErrors(env_errors));
+    }
+    check_version(&root)?;
+    serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: key_path(e.path()),
+            // `message()` leaves out toml's own, less precise, "in `key`" suffix.
+            message: e.inner().message().trim_end().to_owned(),
+        }])
+    })
+}
+
+/// Checked before the rest: a file of another version would only produce confusing
+/// unknown-field errors.
+fn check_version(root: &toml::Table) -> Result<(), ConfigErrors> {
+    let message = match root.get("version") {
+        Some(toml::Value::Integer(1)) => return Ok(()),
+        None => "missing; add `version = 1` at the top of the file".to_owned(),
+        Some(other) => format!("unsupported version {other}; this release reads version = 1"),
+    };
+    Err(ConfigErrors(vec![ConfigError {
+        path: "version".into(),
+        message,
+    }]))
+}
+
+/// `routes[0].policy.allow[1]`: our spelling of a serde path.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
 }
