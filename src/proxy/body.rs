@@ -161,7 +161,8 @@ mod tests {
 
     use super::*;
 
-    type Chunks = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>>;
+    type Chunks =
+        StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>>;
 
     fn chunks(sizes: &[usize]) -> Chunks {
         let frames: Vec<_> = sizes

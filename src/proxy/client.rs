@@ -102,8 +102,7 @@ fn native_roots_config() -> Result<ClientConfig, String> {
 
 /// Reads a PEM bundle synchronously (construction is sync and happens at load/reload time).
 fn roots_from_pem_file(path: &Path) -> Result<RootCertStore, String> {
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("upstream_ca {}: {e}", path.display()))?;
+    let pem = std::fs::read(path).map_err(|e| format!("upstream_ca {}: {e}", path.display()))?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| format!("upstream_ca {}: {e}", path.display()))?;
@@ -112,7 +111,10 @@ fn roots_from_pem_file(path: &Path) -> Result<RootCertStore, String> {
             .map_err(|e| format!("upstream_ca {}: {e}", path.display()))?;
     }
     if roots.is_empty() {
-        return Err(format!("upstream_ca {}: no certificate found", path.display()));
+        return Err(format!(
+            "upstream_ca {}: no certificate found",
+            path.display()
+        ));
     }
     Ok(roots)
 }
@@ -141,6 +143,10 @@ mod tests {
         let path = dir.path().join("ca.pem");
         assert!(roots_from_pem_file(&path).is_err());
         std::fs::write(&path, "not pem").unwrap();
-        assert!(roots_from_pem_file(&path).unwrap_err().contains("no certificate"));
+        assert!(
+            roots_from_pem_file(&path)
+                .unwrap_err()
+                .contains("no certificate")
+        );
     }
 }

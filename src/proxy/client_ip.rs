@@ -74,14 +74,20 @@ mod tests {
     #[test]
     fn untrusted_peer_is_the_client_whatever_it_claims() {
         let h = xff(&["1.2.3.4"]);
-        assert_eq!(client_ip(ip("203.0.113.9"), &h, &nets(&["10.0.0.0/8"])), ip("203.0.113.9"));
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &h, &nets(&["10.0.0.0/8"])),
+            ip("203.0.113.9")
+        );
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &[]), ip("10.0.0.1"));
     }
 
     #[test]
     fn trusted_peer_without_header_is_the_client() {
         let t = nets(&["10.0.0.0/8"]);
-        assert_eq!(client_ip(ip("10.0.0.1"), &HeaderMap::new(), &t), ip("10.0.0.1"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &t),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
@@ -121,7 +127,10 @@ mod tests {
         let t = nets(&["10.0.0.0/8"]);
         let h = xff(&["::ffff:198.51.100.4"]);
         assert_eq!(client_ip(ip("::ffff:10.0.0.1"), &h, &t), ip("198.51.100.4"));
-        assert_eq!(client_ip(ip("::ffff:203.0.113.9"), &h, &t), ip("203.0.113.9"));
+        assert_eq!(
+            client_ip(ip("::ffff:203.0.113.9"), &h, &t),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]

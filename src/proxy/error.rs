@@ -69,10 +69,19 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(ProxyError::Connect("x".into()).status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(ProxyError::Upstream("x".into()).status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            ProxyError::Connect("x".into()).status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            ProxyError::Upstream("x".into()).status(),
+            StatusCode::BAD_GATEWAY
+        );
         assert_eq!(ProxyError::Timeout.status(), StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(ProxyError::BodyTooLarge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            ProxyError::BodyTooLarge.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 
     #[test]

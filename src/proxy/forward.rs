@@ -40,8 +40,8 @@ pub async fn forward(
         .map(|_| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
 
-    let host_preserved = cfg.preserve_host
-        && (client_host.is_some() || parts.uri.authority().is_some());
+    let host_preserved =
+        cfg.preserve_host && (client_host.is_some() || parts.uri.authority().is_some());
     let mut index = route.upstreams.pick(Instant::now());
     let mut headers = parts.headers;
     let rewrite = RequestRewrite {
@@ -71,8 +71,9 @@ pub async fn forward(
 
     loop {
         let upstream = route.upstreams.get(index);
-        let uri = target::upstream_uri(upstream, path, query)
-            .map_err(|e| ProxyError::Upstream(format!("{}: bad upstream uri: {e}", upstream.label)))?;
+        let uri = target::upstream_uri(upstream, path, query).map_err(|e| {
+            ProxyError::Upstream(format!("{}: bad upstream uri: {e}", upstream.label))
+        })?;
         // Only a request that may be retried keeps a copy of its headers.
         let mut attempt_headers = match (retries_left, headers.as_ref()) {
             (0, _) | (_, None) => headers.take().unwrap_or_default(),
@@ -92,7 +93,8 @@ pub async fn forward(
         *out.version_mut() = Version::HTTP_11;
         *out.headers_mut() = attempt_headers;
 
-        let sent = tokio::time::timeout(cfg.timeouts.response_header, route.client.request(out)).await;
+        let sent =
+            tokio::time::timeout(cfg.timeouts.response_header, route.client.request(out)).await;
         let response = match sent {
             Err(_elapsed) => {
                 route.upstreams.record_failure(index, Instant::now());
@@ -118,7 +120,12 @@ pub async fn forward(
         } else {
             route.upstreams.record_success(index);
         }
-        return finish_response(route, response, client_upgrade, ServedBy(upstream.label.clone()));
+        return finish_response(
+            route,
+            response,
+            client_upgrade,
+            ServedBy(upstream.label.clone()),
+        );
     }
 }
 

@@ -167,7 +167,15 @@ async fn closed_port() -> SocketAddr {
 }
 
 async fn body_text(resp: Response<Body>) -> String {
-    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -232,13 +240,16 @@ async fn streams_a_large_post_without_collecting_it() {
     cfg.max_body = None;
     let proxy = proxy(cfg);
     let chunk = Bytes::from(vec![b'z'; CHUNK]);
-    let stream = futures_util::stream::iter(0..CHUNKS).map(move |_| Ok::<_, Infallible>(chunk.clone()));
+    let stream =
+        futures_util::stream::iter(0..CHUNKS).map(move |_| Ok::<_, Infallible>(chunk.clone()));
     let req = Request::builder()
         .method(Method::POST)
         .uri("/upload")
         .body(Body::from_stream(stream))
         .unwrap();
-    let resp = forward(permit(), &proxy, ctx("/upload", None), req).await.unwrap();
+    let resp = forward(permit(), &proxy, ctx("/upload", None), req)
+        .await
+        .unwrap();
     assert_eq!(body_text(resp).await, (CHUNK * CHUNKS).to_string());
     let seen = log.lock().unwrap()[0].clone();
     assert_eq!(seen.body_len, CHUNK * CHUNKS);
@@ -250,11 +261,16 @@ async fn a_connect_failure_is_retried_on_the_next_upstream() {
     let dead = closed_port().await;
     let (addr, log) = recording_upstream().await;
     let proxy = proxy(route(&[format!("http://{dead}"), format!("http://{addr}")]));
-    let resp = forward(permit(), &proxy, ctx("/", None), get("/")).await.unwrap();
+    let resp = forward(permit(), &proxy, ctx("/", None), get("/"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(log.lock().unwrap().len(), 1);
     // The retry carried the second upstream's Host.
-    assert_eq!(log.lock().unwrap()[0].headers["host"], addr.to_string().as_str());
+    assert_eq!(
+        log.lock().unwrap()[0].headers["host"],
+        addr.to_string().as_str()
+    );
 }
 
 #[tokio::test]
@@ -265,7 +281,9 @@ async fn no_retry_without_retries_or_for_a_post_with_a_body() {
 
     let mut cfg = route(&upstreams);
     cfg.retries = 0;
-    let err = forward(permit(), &proxy(cfg), ctx("/", None), get("/")).await.unwrap_err();
+    let err = forward(permit(), &proxy(cfg), ctx("/", None), get("/"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProxyError::Connect(_)), "{err:?}");
     assert!(err.to_string().contains(&dead.to_string()));
 
@@ -292,10 +310,14 @@ async fn connect_failures_eject_the_upstream() {
     cfg.eject.failures = 1;
     let proxy = proxy(cfg);
     // First pick is the dead upstream: fails and is ejected.
-    let err = forward(permit(), &proxy, ctx("/", None), get("/")).await.unwrap_err();
+    let err = forward(permit(), &proxy, ctx("/", None), get("/"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProxyError::Connect(_)));
     for _ in 0..4 {
-        let resp = forward(permit(), &proxy, ctx("/", None), get("/")).await.unwrap();
+        let resp = forward(permit(), &proxy, ctx("/", None), get("/"))
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
     }
     assert_eq!(log.lock().unwrap().len(), 4);
@@ -321,7 +343,9 @@ async fn gateway_errors_from_the_upstream_count_as_failures() {
     let proxy = proxy(cfg);
     let mut statuses = vec![];
     for _ in 0..8 {
-        let resp = forward(permit(), &proxy, ctx("/", None), get("/")).await.unwrap();
+        let resp = forward(permit(), &proxy, ctx("/", None), get("/"))
+            .await
+            .unwrap();
         statuses.push(resp.status().as_u16());
     }
     // The 503s are passed through as they are, until the upstream is ejected.
@@ -339,7 +363,9 @@ async fn a_slow_upstream_times_out() {
     let mut cfg = route(&[format!("http://{slow}")]);
     cfg.timeouts.response_header = Duration::from_millis(200);
     let started = std::time::Instant::now();
-    let err = forward(permit(), &proxy(cfg), ctx("/", None), get("/")).await.unwrap_err();
+    let err = forward(permit(), &proxy(cfg), ctx("/", None), get("/"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProxyError::Timeout), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -347,14 +373,17 @@ async fn a_slow_upstream_times_out() {
 #[tokio::test]
 async fn a_stalled_response_body_hits_the_idle_timeout() {
     let stalled = serve(|_req| async {
-        let stream = futures_util::stream::once(async { Ok::<_, Infallible>(Bytes::from("first")) })
-            .chain(futures_util::stream::pending());
+        let stream =
+            futures_util::stream::once(async { Ok::<_, Infallible>(Bytes::from("first")) })
+                .chain(futures_util::stream::pending());
         Response::new(Body::from_stream(stream))
     })
     .await;
     let mut cfg = route(&[format!("http://{stalled}")]);
     cfg.timeouts.idle = Duration::from_millis(200);
-    let resp = forward(permit(), &proxy(cfg), ctx("/", None), get("/")).await.unwrap();
+    let resp = forward(permit(), &proxy(cfg), ctx("/", None), get("/"))
+        .await
+        .unwrap();
     let mut body = resp.into_body();
     let first = body.frame().await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), "first");
@@ -373,7 +402,9 @@ async fn content_length_over_max_body_never_reaches_the_upstream() {
         .header("content-length", "11")
         .body(Body::from("01234567890"))
         .unwrap();
-    let err = forward(permit(), &proxy(cfg), ctx("/", None), req).await.unwrap_err();
+    let err = forward(permit(), &proxy(cfg), ctx("/", None), req)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProxyError::BodyTooLarge), "{err:?}");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(log.lock().unwrap().is_empty());
@@ -391,8 +422,176 @@ async fn a_streamed_body_over_max_body_fails_mid_stream() {
         .uri("/")
         .body(Body::from_stream(stream))
         .unwrap();
-    let err = forward(permit(), &proxy(cfg), ctx("/", None), req).await.unwrap_err();
+    let err = forward(permit(), &proxy(cfg), ctx("/", None), req)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProxyError::BodyTooLarge), "{err:?}");
     // The upstream never got a complete request.
     assert!(log.lock().unwrap().is_empty());
+}
+
+/// An upstream that switches to a byte echo after a 101.
+async fn echo_upgrade_upstream() -> SocketAddr {
+    serve(|mut req: Request<Incoming>| async move {
+        let asked = req.headers().get("upgrade").cloned();
+        let connection = req.headers().get("connection").cloned();
+        if asked.as_ref().is_none_or(|v| v != "echo") || connection.is_none_or(|v| v != "upgrade") {
+            return Response::builder().status(400).body(Body::empty()).unwrap();
+        }
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let mut io = TokioIo::new(on_upgrade.await.unwrap());
+            let mut buf = [0u8; 1024];
+            loop {
+                match io.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => io.write_all(&buf[..n]).await.unwrap(),
+                }
+            }
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "echo")
+            .body(Body::empty())
+            .unwrap()
+    })
+    .await
+}
+
+/// A front listener that runs [`forward`] the way the app's gateway will.
+async fn front(proxy: Arc<RouteProxy>) -> SocketAddr {
+    serve(move |req: Request<Incoming>| {
+        let proxy = proxy.clone();
+        async move {
+            let path = req.uri().path().to_owned();
+            match forward(permit(), &proxy, ctx(&path, None), req.map(Body::new)).await {
+                Ok(resp) => resp,
+                Err(e) => Response::builder()
+                    .status(e.status())
+                    .body(Body::empty())
+                    .unwrap(),
+            }
+        }
+    })
+    .await
+}
+
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "connection closed mid-head"
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test]
+async fn an_upgrade_is_tunnelled_both_ways() {
+    let upstream = echo_upgrade_upstream().await;
+    let front = front(Arc::new(proxy(route(&[format!("http://{upstream}")])))).await;
+    let mut stream = TcpStream::connect(front).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: keep-alive, Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for message in [&b"ping"[..], b"a longer second message"] {
+        stream.write_all(message).await.unwrap();
+        let mut back = vec![0u8; message.len()];
+        stream.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, message);
+    }
+}
+
+#[tokio::test]
+async fn a_plain_request_to_an_upgrade_upstream_is_not_switched() {
+    let upstream = echo_upgrade_upstream().await;
+    let front = front(Arc::new(proxy(route(&[format!("http://{upstream}")])))).await;
+    let mut stream = TcpStream::connect(front).await.unwrap();
+    // Upgrade without `Connection: upgrade` is hop-by-hop noise and is dropped.
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+}
+
+/// An https upstream with a fresh self-signed certificate for `localhost`; returns its port
+/// and the certificate as PEM.
+async fn tls_upstream() -> (u16, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let pem = certified.cert.pem();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let host = req.headers()["host"].to_str().unwrap().to_owned();
+                    Ok::<_, Infallible>(Response::new(Body::from(host)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (port, pem)
+}
+
+#[tokio::test]
+async fn https_upstream_with_the_route_ca() {
+    let (port, pem) = tls_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let mut cfg = route(&[format!("https://localhost:{port}")]);
+    cfg.upstream_ca = Some(crate::secrets::SecretRef::File(ca));
+    let resp = forward(permit(), &proxy(cfg), ctx("/", None), get("/"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body_text(resp).await, format!("localhost:{port}"));
+}
+
+#[tokio::test]
+async fn https_upstream_with_an_unknown_ca_is_refused() {
+    let (port, _pem) = tls_upstream().await;
+    let mut cfg = route(&[format!("https://localhost:{port}")]);
+    cfg.retries = 0;
+    let err = forward(permit(), &proxy(cfg), ctx("/", None), get("/"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProxyError::Connect(_)), "{err:?}");
+}
+
+#[test]
+fn upstream_ca_must_be_a_file_reference() {
+    let mut cfg = route(&["https://localhost:1".into()]);
+    cfg.upstream_ca = Some(crate::secrets::SecretRef::Env("CA".into()));
+    let err = RouteProxy::new(Arc::new(cfg)).unwrap_err();
+    assert!(err.to_string().contains("file:"), "{err}");
 }

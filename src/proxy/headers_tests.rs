@@ -106,7 +106,11 @@ fn sets_forwarded_headers_for_an_untrusted_peer() {
 
 #[test]
 fn extends_forwarded_headers_from_a_trusted_peer() {
-    let o = Opts { trusted: true, tls: true, ..opts() };
+    let o = Opts {
+        trusted: true,
+        tls: true,
+        ..opts()
+    };
     let h = rewrite(
         &[
             ("host", "internal-lb"),
@@ -129,7 +133,11 @@ fn extends_forwarded_headers_from_a_trusted_peer() {
 
 #[test]
 fn trusted_peer_without_forwarded_headers_gets_ours() {
-    let o = Opts { trusted: true, tls: true, ..opts() };
+    let o = Opts {
+        trusted: true,
+        tls: true,
+        ..opts()
+    };
     let h = rewrite(&[("host", "app.corp.example")], &o);
     assert_eq!(get(&h, "x-forwarded-for"), Some("203.0.113.7"));
     assert_eq!(get(&h, "x-forwarded-proto"), Some("https"));
@@ -146,7 +154,11 @@ fn connection_cannot_remove_headers_portcullis_sets() {
                 "x-forwarded-for, x-forwarded-proto, x-forwarded-host, host, x-portcullis-decision-id",
             ),
         ],
-        &Opts { identity: Some(alice()), claims: vec![ClaimHeader::User], ..opts() },
+        &Opts {
+            identity: Some(alice()),
+            claims: vec![ClaimHeader::User],
+            ..opts()
+        },
     );
     assert_eq!(get(&h, "x-forwarded-for"), Some("203.0.113.7"));
     assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
@@ -184,7 +196,10 @@ fn drops_every_identity_looking_header() {
         if lower == "x-portcullis-decision-id" {
             assert_eq!(get(&h, &lower), Some(DECISION.to_string().as_str()));
         } else {
-            assert!(!h.contains_key(lower.as_str()), "{name} reached the upstream");
+            assert!(
+                !h.contains_key(lower.as_str()),
+                "{name} reached the upstream"
+            );
         }
     }
 }
@@ -201,7 +216,13 @@ fn keeps_ordinary_headers() {
         ],
         &opts(),
     );
-    for name in ["accept", "x-request-id", "x-forwarded-port", "cookie", "user-agent"] {
+    for name in [
+        "accept",
+        "x-request-id",
+        "x-forwarded-port",
+        "cookie",
+        "user-agent",
+    ] {
         assert!(h.contains_key(name), "{name} was dropped");
     }
 }
@@ -210,7 +231,10 @@ fn keeps_ordinary_headers() {
 fn authorization_is_kept_only_with_pass_authorization() {
     let pairs = [("authorization", "Bearer t")];
     assert!(!rewrite(&pairs, &opts()).contains_key("authorization"));
-    let o = Opts { pass_authorization: true, ..opts() };
+    let o = Opts {
+        pass_authorization: true,
+        ..opts()
+    };
     assert_eq!(get(&rewrite(&pairs, &o), "authorization"), Some("Bearer t"));
 }
 
@@ -224,7 +248,10 @@ fn expect_is_never_forwarded() {
 fn host_is_the_upstreams_unless_preserved() {
     let pairs = [("host", "app.corp.example")];
     assert_eq!(get(&rewrite(&pairs, &opts()), "host"), Some("backend:8080"));
-    let o = Opts { preserve_host: true, ..opts() };
+    let o = Opts {
+        preserve_host: true,
+        ..opts()
+    };
     assert_eq!(get(&rewrite(&pairs, &o), "host"), Some("app.corp.example"));
 }
 
@@ -244,7 +271,13 @@ fn http2_host_comes_from_the_uri_authority() {
 
 #[test]
 fn no_host_at_all_means_no_forwarded_host() {
-    let h = rewrite(&[("x-forwarded-host", "evil")], &Opts { preserve_host: true, ..opts() });
+    let h = rewrite(
+        &[("x-forwarded-host", "evil")],
+        &Opts {
+            preserve_host: true,
+            ..opts()
+        },
+    );
     assert!(!h.contains_key("x-forwarded-host"));
     assert_eq!(get(&h, "host"), Some("backend:8080"));
 }
@@ -260,14 +293,24 @@ fn claim_headers_follow_the_route() {
     assert_eq!(get(&h, "x-portcullis-user"), Some("alice-sub"));
     assert_eq!(get(&h, "x-portcullis-email"), Some("alice@corp.example"));
     assert_eq!(get(&h, "x-portcullis-groups"), Some("eng,billing"));
-    assert_eq!(get(&h, "x-portcullis-decision-id"), Some(DECISION.to_string().as_str()));
+    assert_eq!(
+        get(&h, "x-portcullis-decision-id"),
+        Some(DECISION.to_string().as_str())
+    );
 
-    let email_only = Opts { identity: Some(alice()), claims: vec![ClaimHeader::Email], ..opts() };
+    let email_only = Opts {
+        identity: Some(alice()),
+        claims: vec![ClaimHeader::Email],
+        ..opts()
+    };
     let h = rewrite(&[], &email_only);
     assert!(!h.contains_key("x-portcullis-user"));
     assert!(!h.contains_key("x-portcullis-groups"));
 
-    let anonymous = Opts { claims: vec![ClaimHeader::User], ..opts() };
+    let anonymous = Opts {
+        claims: vec![ClaimHeader::User],
+        ..opts()
+    };
     assert!(!rewrite(&[("x-portcullis-user", "x")], &anonymous).contains_key("x-portcullis-user"));
 }
 
@@ -286,7 +329,10 @@ fn invalid_claim_values_are_skipped_and_utf8_is_kept() {
     };
     let h = rewrite(&[], &o);
     assert!(!h.contains_key("x-portcullis-user"));
-    assert_eq!(h.get("x-portcullis-email").unwrap().as_bytes(), "zoë@corp.example".as_bytes());
+    assert_eq!(
+        h.get("x-portcullis-email").unwrap().as_bytes(),
+        "zoë@corp.example".as_bytes()
+    );
     assert!(!h.contains_key("x-portcullis-groups"));
 }
 
@@ -312,7 +358,10 @@ fn ipv6_peer_is_written_plainly() {
 
 #[test]
 fn removes_only_the_session_cookie() {
-    let mut h = map(&[("cookie", "a=1; portcullis=secret; b=2"), ("cookie", "portcullis=x")]);
+    let mut h = map(&[
+        ("cookie", "a=1; portcullis=secret; b=2"),
+        ("cookie", "portcullis=x"),
+    ]);
     remove_cookie(&mut h, "portcullis");
     assert_eq!(get(&h, "cookie"), Some("a=1; b=2"));
     assert_eq!(h.get_all("cookie").iter().count(), 1);

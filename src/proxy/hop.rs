@@ -37,7 +37,9 @@ fn connection_tokens(headers: &HeaderMap) -> ConnectionTokens {
         for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             if token.eq_ignore_ascii_case("upgrade") {
                 tokens.upgrade = true;
-            } else if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
+            } else if token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+            {
                 // Connection options, not header names (keep-alive is removed anyway).
             } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
                 tokens.named.push(name);

@@ -72,9 +72,8 @@ impl RouteProxy {
     /// set (only `file:` references are accepted here); loads the system TLS roots when an
     /// upstream is https and no `upstream_ca` is given, and fails if there are none.
     pub fn new(route: Arc<RouteConfig>) -> Result<Self, ProxyError> {
-        let upstreams =
-            upstream::UpstreamSet::new(&route.upstreams, route.eject, Instant::now())
-                .map_err(|e| ProxyError::Upstream(format!("route {}: {e}", route.id)))?;
+        let upstreams = upstream::UpstreamSet::new(&route.upstreams, route.eject, Instant::now())
+            .map_err(|e| ProxyError::Upstream(format!("route {}: {e}", route.id)))?;
         let client = client::build(&route, upstreams.any_https())?;
         Ok(RouteProxy {
             route,

@@ -10,7 +10,11 @@ use super::upstream::Upstream;
 
 /// The path the upstream sees before its base path is prepended: `path` itself, or with
 /// `strip_prefix` the part after the route prefix, always starting with `/`.
-pub(crate) fn route_relative_path<'a>(route_prefix: &str, strip_prefix: bool, path: &'a str) -> &'a str {
+pub(crate) fn route_relative_path<'a>(
+    route_prefix: &str,
+    strip_prefix: bool,
+    path: &'a str,
+) -> &'a str {
     if !strip_prefix {
         return path;
     }
@@ -87,7 +91,10 @@ mod tests {
             "http://u/base/s?q=a%2Fb&x=%20+y&&z"
         );
         assert_eq!(uri("http://u", "/s", Some("")), "http://u/s?");
-        assert_eq!(uri("http://u", "/%7Euser/a%20b", None), "http://u/%7Euser/a%20b");
+        assert_eq!(
+            uri("http://u", "/%7Euser/a%20b", None),
+            "http://u/%7Euser/a%20b"
+        );
     }
 
     #[test]
@@ -99,12 +106,18 @@ mod tests {
         assert_eq!(route_relative_path("/api", true, "/apis"), "/apis");
         assert_eq!(route_relative_path("/", true, "/x"), "/x");
         assert_eq!(route_relative_path("/", true, "/"), "/");
-        assert_eq!(route_relative_path("/api/", false, "/api/users"), "/api/users");
+        assert_eq!(
+            route_relative_path("/api/", false, "/api/users"),
+            "/api/users"
+        );
     }
 
     #[test]
     fn strip_prefix_then_base_path() {
         let path = route_relative_path("/api/", true, "/api/v2/items");
-        assert_eq!(uri("http://u/backend/", path, Some("a=1")), "http://u/backend/v2/items?a=1");
+        assert_eq!(
+            uri("http://u/backend/", path, Some("a=1")),
+            "http://u/backend/v2/items?a=1"
+        );
     }
 }

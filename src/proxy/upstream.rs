@@ -129,9 +129,14 @@ impl UpstreamSet {
             return;
         }
         let upstream = self.get(index);
-        let failures = upstream.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let failures = upstream
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         if failures >= self.eject.failures {
-            let until = self.nanos(now).saturating_add(nanos_of(self.eject.duration));
+            let until = self
+                .nanos(now)
+                .saturating_add(nanos_of(self.eject.duration));
             upstream.ejected_until.store(until, Ordering::Relaxed);
         }
     }
