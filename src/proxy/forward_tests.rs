@@ -1,182 +1,25 @@
 //! [`forward`] against real upstreams on 127.0.0.1: what the upstream sees, streaming,
-//! retries, timeouts, body limits, ejection, upgrades and TLS with a route CA.
+//! retries, timeouts, body limits, ejection and TLS with a route CA.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use url::Url;
-use uuid::Uuid;
+use tokio::net::TcpListener;
 
-use crate::config::{ClaimHeader, EjectPolicy, RouteConfig, RouteTimeouts};
-use crate::identity::{AuthMethod, Identity};
-use crate::policy::{Decision, Outcome, Permit, RoutePolicy};
-use crate::proxy::{ForwardContext, ProxyError, RouteProxy, ServedBy, forward};
+use crate::config::ClaimHeader;
+use crate::identity::Identity;
+use crate::proxy::{ProxyError, RouteProxy, ServedBy, forward};
 
-const DECISION: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_00aa);
-
-fn route(upstreams: &[String]) -> RouteConfig {
-    RouteConfig {
-        id: "test-route".into(),
-        host: None,
-        path: "/".into(),
-        methods: None,
-        upstreams: upstreams.iter().map(|u| Url::parse(u).unwrap()).collect(),
-        auth: vec![AuthMethod::Session],
-        headers: vec![],
-        audience: "test-route".into(),
-        policy: RoutePolicy::default(),
-        preserve_host: false,
-        strip_prefix: false,
-        pass_authorization: false,
-        timeouts: RouteTimeouts {
-            connect: Duration::from_secs(2),
-            response_header: Duration::from_secs(5),
-            idle: Duration::from_secs(5),
-        },
-        max_body: Some(10 * 1024 * 1024),
-        retries: 1,
-        eject: EjectPolicy {
-            failures: 3,
-            duration: Duration::from_secs(30),
-        },
-        upstream_ca: None,
-    }
-}
-
-fn proxy(cfg: RouteConfig) -> RouteProxy {
-    RouteProxy::new(Arc::new(cfg)).unwrap()
-}
-
-fn permit() -> Permit {
-    Decision {
-        id: DECISION,
-        outcome: Outcome::Allow,
-        rule: None,
-        reasons: vec![],
-    }
-    .permit()
-    .unwrap()
-}
-
-fn ctx<'a>(path: &'a str, identity: Option<&'a Identity>) -> ForwardContext<'a> {
-    ForwardContext {
-        peer: "192.0.2.10:51234".parse().unwrap(),
-        tls: true,
-        trusted_peer: false,
-        path,
-        identity,
-    }
-}
-
-fn get(uri: &str) -> Request<Body> {
-    Request::builder()
-        .uri(uri)
-        .header("host", "app.corp.example")
-        .body(Body::empty())
-        .unwrap()
-}
-
-/// What an upstream saw of one request.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    body_len: usize,
-}
-
-type Log = Arc<Mutex<Vec<Seen>>>;
-
-/// Serves `handler` on 127.0.0.1 (HTTP/1.1 with upgrades) until the test ends.
-async fn serve<F, Fut>(handler: F) -> SocketAddr
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// An upstream that reads the whole body chunk by chunk (counting, not keeping it), logs the
-/// request and answers 200 with the byte count.
-async fn recording_upstream() -> (SocketAddr, Log) {
-    let log: Log = Arc::default();
-    let seen = log.clone();
-    let addr = serve(move |req: Request<Incoming>| {
-        let seen = seen.clone();
-        async move {
-            let (parts, mut body) = req.into_parts();
-            let mut body_len = 0;
-            while let Some(frame) = body.frame().await {
-                if let Ok(data) = frame.unwrap().into_data() {
-                    body_len += data.len();
-                }
-            }
-            seen.lock().unwrap().push(Seen {
-                method: parts.method,
-                uri: parts.uri,
-                version: parts.version,
-                headers: parts.headers,
-                body_len,
-            });
-            Response::builder()
-                .header("connection", "x-hop")
-                .header("x-hop", "secret")
-                .header("x-upstream", "yes")
-                .body(Body::from(body_len.to_string()))
-                .unwrap()
-        }
-    })
-    .await;
-    (addr, log)
-}
-
-async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
-
-async fn body_text(resp: Response<Body>) -> String {
-    String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap()
-}
+use crate::proxy::test_support::*;
 
 #[tokio::test]
 async fn forwards_a_get_with_the_upstream_view_rewritten() {
@@ -428,101 +271,6 @@ async fn a_streamed_body_over_max_body_fails_mid_stream() {
     assert!(matches!(err, ProxyError::BodyTooLarge), "{err:?}");
     // The upstream never got a complete request.
     assert!(log.lock().unwrap().is_empty());
-}
-
-/// An upstream that switches to a byte echo after a 101.
-async fn echo_upgrade_upstream() -> SocketAddr {
-    serve(|mut req: Request<Incoming>| async move {
-        let asked = req.headers().get("upgrade").cloned();
-        let connection = req.headers().get("connection").cloned();
-        if asked.as_ref().is_none_or(|v| v != "echo") || connection.is_none_or(|v| v != "upgrade") {
-            return Response::builder().status(400).body(Body::empty()).unwrap();
-        }
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let mut io = TokioIo::new(on_upgrade.await.unwrap());
-            let mut buf = [0u8; 1024];
-            loop {
-                match io.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => io.write_all(&buf[..n]).await.unwrap(),
-                }
-            }
-        });
-        Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header("connection", "upgrade")
-            .header("upgrade", "echo")
-            .body(Body::empty())
-            .unwrap()
-    })
-    .await
-}
-
-/// A front listener that runs [`forward`] the way the app's gateway will.
-async fn front(proxy: Arc<RouteProxy>) -> SocketAddr {
-    serve(move |req: Request<Incoming>| {
-        let proxy = proxy.clone();
-        async move {
-            let path = req.uri().path().to_owned();
-            match forward(permit(), &proxy, ctx(&path, None), req.map(Body::new)).await {
-                Ok(resp) => resp,
-                Err(e) => Response::builder()
-                    .status(e.status())
-                    .body(Body::empty())
-                    .unwrap(),
-            }
-        }
-    })
-    .await
-}
-
-async fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            stream.read(&mut byte).await.unwrap(),
-            1,
-            "connection closed mid-head"
-        );
-        head.push(byte[0]);
-    }
-    String::from_utf8(head).unwrap()
-}
-
-#[tokio::test]
-async fn an_upgrade_is_tunnelled_both_ways() {
-    let upstream = echo_upgrade_upstream().await;
-    let front = front(Arc::new(proxy(route(&[format!("http://{upstream}")])))).await;
-    let mut stream = TcpStream::connect(front).await.unwrap();
-    stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: keep-alive, Upgrade\r\nUpgrade: echo\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await.to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: echo"), "{head}");
-    for message in [&b"ping"[..], b"a longer second message"] {
-        stream.write_all(message).await.unwrap();
-        let mut back = vec![0u8; message.len()];
-        stream.read_exact(&mut back).await.unwrap();
-        assert_eq!(back, message);
-    }
-}
-
-#[tokio::test]
-async fn a_plain_request_to_an_upgrade_upstream_is_not_switched() {
-    let upstream = echo_upgrade_upstream().await;
-    let front = front(Arc::new(proxy(route(&[format!("http://{upstream}")])))).await;
-    let mut stream = TcpStream::connect(front).await.unwrap();
-    // Upgrade without `Connection: upgrade` is hop-by-hop noise and is dropped.
-    stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: echo\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 }
 
 /// An https upstream with a fresh self-signed certificate for `localhost`; returns its port

@@ -27,6 +27,8 @@ mod forward;
 mod headers;
 mod hop;
 mod target;
+#[cfg(test)]
+mod test_support;
 mod upgrade;
 mod upstream;
 

@@ -30,3 +30,7 @@ pub(crate) fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, route_id: std
         }
     });
 }
+
+#[cfg(test)]
+#[path = "upgrade_tests.rs"]
+mod tests;
