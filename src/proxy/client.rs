@@ -4,9 +4,10 @@
 //! touch headers.
 //!
 //! HTTP/1.1 only towards upstreams for now (every request is sent as HTTP/1.1 whatever the
-//! client spoke); h2 and h2c upstreams are later work. The pool drops idle connections after
-//! 30 s, below the usual upstream keep-alive (nginx 75 s, Node 5 s is the exception: such
-//! upstreams may still close first, and only idempotent requests are retried).
+//! client spoke); h2 and h2c upstreams are later work. Pitfall 6: the pool drops idle
+//! connections after 30 s, below common upstream keep-alives (nginx 75 s). An upstream with a
+//! shorter one (Node's default is 5 s) may still close a pooled connection just as it is
+//! reused; that surfaces as an upstream error, and only connect failures are retried.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

@@ -68,6 +68,7 @@ pub async fn forward(
     let mut retries_left = if retryable { cfg.retries } else { 0 };
     let mut body = Some(GuardedBody::new(body, cfg.timeouts.idle, cfg.max_body));
     let mut headers = Some(headers);
+    let mut retried = false;
 
     loop {
         let upstream = route.upstreams.get(index);
@@ -79,7 +80,8 @@ pub async fn forward(
             (0, _) | (_, None) => headers.take().unwrap_or_default(),
             (_, Some(h)) => h.clone(),
         };
-        if !host_preserved {
+        // The first attempt's Host was set by the rewrite; a retry goes to another upstream.
+        if retried && !host_preserved {
             attempt_headers.insert(header::HOST, upstream.host_header.clone());
         }
         let attempt_body = body.take().unwrap_or_else(|| {
@@ -106,6 +108,7 @@ pub async fn forward(
                     return Err(ProxyError::from_client(&e, &upstream.label));
                 }
                 retries_left -= 1;
+                retried = true;
                 index = route.upstreams.pick_after(index, Instant::now());
                 continue;
             }
