@@ -4,46 +4,41 @@
 //! over upstreams with passive ejection, and retries on connect failure (idempotent, empty
 //! body only). [`forward`] requires a [`Permit`](crate::policy::Permit): nothing reaches an
 //! upstream without a policy decision. It never decides who may pass.
+//!
+//! Files: `forward` (one exchange, retries, ejection bookkeeping), `client` (the pooled
+//! client and TLS roots), `hop` and `headers` (header rewriting), `target` (upstream URI),
+//! `upstream` (round robin and ejection), `body` (idle timeout and size limit), `upgrade`
+//! (101 passthrough), `client_ip`, `error`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
-use http::{Request, Response, StatusCode};
-use ipnet::IpNet;
+use tokio::time::Instant;
 
 use crate::config::RouteConfig;
 use crate::identity::Identity;
-use crate::policy::Permit;
 
-/// Why forwarding failed. Mapped to a status by [`ProxyError::status`]; details are logged,
-/// never sent to the client.
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    /// Could not connect to any upstream (after retries).
-    #[error("upstream connect failed: {0}")]
-    Connect(String),
-    /// The upstream did not send a response head in time.
-    #[error("upstream response timed out")]
-    Timeout,
-    /// The request body is over the route's `max_body`.
-    #[error("request body too large")]
-    BodyTooLarge,
-    /// Any other upstream failure (reset, protocol error).
-    #[error("upstream error: {0}")]
-    Upstream(String),
-}
+mod body;
+mod client;
+mod client_ip;
+mod error;
+mod forward;
+mod headers;
+mod hop;
+mod target;
+#[cfg(test)]
+mod test_support;
+mod upgrade;
+mod upstream;
 
-impl ProxyError {
-    /// 502 for connect and upstream errors, 504 for timeouts, 413 for body size.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        }
-    }
-}
+pub use client_ip::client_ip;
+pub use error::ProxyError;
+pub use forward::forward;
+pub use headers::{
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_PORTCULLIS_DECISION_ID,
+    X_PORTCULLIS_EMAIL, X_PORTCULLIS_GROUPS, X_PORTCULLIS_USER, remove_cookie,
+};
 
 /// Per-request facts the proxy needs besides the request itself.
 #[derive(Clone, Copy, Debug)]
@@ -61,15 +56,32 @@ pub struct ForwardContext<'a> {
     pub identity: Option<&'a Identity>,
 }
 
-/// One route's upstream side: its config, client pool and upstream health.
+/// Response extension set by [`forward`]: the configured URL of the upstream that answered,
+/// for the audit event's `upstream` column and access logs.
+#[derive(Clone, Debug)]
+pub struct ServedBy(pub Arc<str>);
+
+/// One route's upstream side: its config, client pool and upstream health. Build one per
+/// route at load/reload; it is cheap to share (`Arc`) and all its state is lock-free.
 pub struct RouteProxy {
     route: Arc<RouteConfig>,
+    upstreams: upstream::UpstreamSet,
+    client: client::UpstreamClient,
 }
 
 impl RouteProxy {
-    /// Builds the client and upstream set for a route (reads `upstream_ca` if set).
+    /// Builds the client and upstream set for a route. Reads `upstream_ca` synchronously if
+    /// set (only `file:` references are accepted here); loads the system TLS roots when an
+    /// upstream is https and no `upstream_ca` is given, and fails if there are none.
     pub fn new(route: Arc<RouteConfig>) -> Result<Self, ProxyError> {
-        Ok(RouteProxy { route })
+        let upstreams = upstream::UpstreamSet::new(&route.upstreams, route.eject, Instant::now())
+            .map_err(|e| ProxyError::Upstream(format!("route {}: {e}", route.id)))?;
+        let client = client::build(&route, upstreams.any_https())?;
+        Ok(RouteProxy {
+            route,
+            upstreams,
+            client,
+        })
     }
 
     /// The route this proxies for.
@@ -78,20 +90,11 @@ impl RouteProxy {
     }
 }
 
-/// Forwards a permitted request to one of the route's upstreams and streams the response back.
-pub async fn forward(
-    permit: Permit,
-    route: &RouteProxy,
-    ctx: ForwardContext<'_>,
-    req: Request<Body>,
-) -> Result<Response<Body>, ProxyError> {
-    let _ = (permit, route, ctx, req);
-    Err(ProxyError::Upstream("not implemented".into()))
-}
-
-/// The client address policy should see: the peer, or, when the peer is a trusted proxy, the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let _ = (headers, trusted);
-    peer
+impl fmt::Debug for RouteProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteProxy")
+            .field("route", &self.route.id)
+            .field("upstreams", &self.upstreams.len())
+            .finish_non_exhaustive()
+    }
 }

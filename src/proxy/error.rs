@@ -1,0 +1,93 @@
+//! Why forwarding failed, and how client errors become [`ProxyError`]s. Messages name the
+//! upstream (its configured URL) and the cause, never the request path, query or headers:
+//! they are logged and must not leak request data (tokens ride in queries).
+
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+
+use http::StatusCode;
+
+use super::body;
+
+/// Why forwarding failed. Mapped to a status by [`ProxyError::status`]; details are logged,
+/// never sent to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Could not connect to any upstream (after retries).
+    #[error("upstream connect failed: {0}")]
+    Connect(String),
+    /// The upstream did not send a response head in time.
+    #[error("upstream response timed out")]
+    Timeout,
+    /// The request body is over the route's `max_body`.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// Any other upstream failure (reset, protocol error). Also used by
+    /// [`super::RouteProxy::new`] for a route whose upstream side cannot be built.
+    #[error("upstream error: {0}")]
+    Upstream(String),
+}
+
+impl ProxyError {
+    /// 502 for connect and upstream errors, 504 for timeouts, 413 for body size.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// Maps a client error for the upstream labelled `upstream`.
+    pub(crate) fn from_client(err: &hyper_util::client::legacy::Error, upstream: &str) -> Self {
+        if body::is_too_large(err) {
+            return ProxyError::BodyTooLarge;
+        }
+        let detail = format!("{upstream}: {}", chain(err));
+        if err.is_connect() {
+            ProxyError::Connect(detail)
+        } else {
+            ProxyError::Upstream(detail)
+        }
+    }
+}
+
+/// `outer: cause: root cause`, as one line.
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let _ = write!(out, ": {e}");
+        source = e.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(
+            ProxyError::Connect("x".into()).status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            ProxyError::Upstream("x".into()).status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(ProxyError::Timeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            ProxyError::BodyTooLarge.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn chain_joins_every_cause() {
+        let inner = std::io::Error::other("refused");
+        let outer = body::BodyError::Inner(Box::new(inner));
+        assert_eq!(chain(&outer), "body error: refused");
+    }
+}

@@ -1,0 +1,194 @@
+//! One forwarded exchange: pick an upstream, rewrite the request, send it with a response-head
+//! timeout, retry a connect failure on the next upstream (idempotent method, empty body only),
+//! record each outcome for passive ejection, and hand back the response (or the 101 of an
+//! upgrade, with the tunnel spawned). Bodies stream through [`GuardedBody`]; nothing is
+//! collected.
+
+use std::net::IpAddr;
+
+use axum::body::Body;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use tokio::time::Instant;
+
+use super::body::GuardedBody;
+use super::headers::{self, RequestRewrite};
+use super::{ForwardContext, ProxyError, RouteProxy, ServedBy, hop, target, upgrade};
+use crate::policy::Permit;
+
+/// Forwards a permitted request to one of the route's upstreams and streams the response back.
+pub async fn forward(
+    permit: Permit,
+    route: &RouteProxy,
+    ctx: ForwardContext<'_>,
+    mut req: Request<Body>,
+) -> Result<Response<Body>, ProxyError> {
+    let cfg = &*route.route;
+    if let Some(max) = cfg.max_body
+        && declared_length(&req) > max
+    {
+        return Err(ProxyError::BodyTooLarge);
+    }
+
+    // Taken before hop-by-hop removal: a `Connection: host` must not hide it.
+    let client_host = req.headers().get(header::HOST).cloned();
+    let upgrade_protocol = hop::strip_request(req.headers_mut());
+    // Must happen before the request is taken apart (pitfall 5).
+    let client_upgrade = upgrade_protocol
+        .as_ref()
+        .map(|_| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+
+    let host_preserved =
+        cfg.preserve_host && (client_host.is_some() || parts.uri.authority().is_some());
+    let mut index = route.upstreams.pick(Instant::now());
+    let mut headers = parts.headers;
+    let rewrite = RequestRewrite {
+        peer: canonical(ctx.peer.ip()),
+        tls: ctx.tls,
+        trusted_peer: ctx.trusted_peer,
+        pass_authorization: cfg.pass_authorization,
+        preserve_host: cfg.preserve_host,
+        uri_authority: parts.uri.authority(),
+        upstream_host: &route.upstreams.get(index).host_header,
+        decision_id: permit.decision_id(),
+        identity: ctx.identity,
+        claim_headers: &cfg.headers,
+    };
+    headers::rewrite_request(&mut headers, client_host, &rewrite);
+    if let Some(protocol) = upgrade_protocol {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+
+    let path = target::route_relative_path(&cfg.path, cfg.strip_prefix, ctx.path);
+    let query = parts.uri.query();
+    let retryable = cfg.retries > 0 && is_idempotent(&parts.method) && is_empty(&body);
+    let mut retries_left = if retryable { cfg.retries } else { 0 };
+    let mut body = Some(GuardedBody::new(body, cfg.timeouts.idle, cfg.max_body));
+    let mut headers = Some(headers);
+    let mut retried = false;
+
+    loop {
+        let upstream = route.upstreams.get(index);
+        let uri = target::upstream_uri(upstream, path, query).map_err(|e| {
+            ProxyError::Upstream(format!("{}: bad upstream uri: {e}", upstream.label))
+        })?;
+        // Only a request that may be retried keeps a copy of its headers.
+        let mut attempt_headers = match (retries_left, headers.as_ref()) {
+            (0, _) | (_, None) => headers.take().unwrap_or_default(),
+            (_, Some(h)) => h.clone(),
+        };
+        // The first attempt's Host was set by the rewrite; a retry goes to another upstream.
+        if retried && !host_preserved {
+            attempt_headers.insert(header::HOST, upstream.host_header.clone());
+        }
+        let attempt_body = body.take().unwrap_or_else(|| {
+            // Retries only happen for empty bodies, so a fresh empty one is the same body.
+            GuardedBody::new(Body::empty(), cfg.timeouts.idle, cfg.max_body)
+        });
+        let mut out = Request::new(attempt_body);
+        *out.method_mut() = parts.method.clone();
+        *out.uri_mut() = uri;
+        // Pitfall 1: the pooled HTTP/1 client refuses HTTP/2 requests.
+        *out.version_mut() = Version::HTTP_11;
+        *out.headers_mut() = attempt_headers;
+
+        let sent =
+            tokio::time::timeout(cfg.timeouts.response_header, route.client.request(out)).await;
+        let response = match sent {
+            Err(_elapsed) => {
+                route.upstreams.record_failure(index, Instant::now());
+                return Err(ProxyError::Timeout);
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                route.upstreams.record_failure(index, Instant::now());
+                if retries_left == 0 {
+                    return Err(ProxyError::from_client(&e, &upstream.label));
+                }
+                retries_left -= 1;
+                retried = true;
+                index = route.upstreams.pick_after(index, Instant::now());
+                continue;
+            }
+            Ok(Err(e)) => return Err(ProxyError::from_client(&e, &upstream.label)),
+            Ok(Ok(response)) => response,
+        };
+        if matches!(
+            response.status(),
+            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+        ) {
+            route.upstreams.record_failure(index, Instant::now());
+        } else {
+            route.upstreams.record_success(index);
+        }
+        return finish_response(
+            route,
+            response,
+            client_upgrade,
+            ServedBy(upstream.label.clone()),
+        );
+    }
+}
+
+/// Strips hop-by-hop headers, wraps the body in the idle timeout, and for a 101 to an upgrade
+/// request spawns the tunnel.
+fn finish_response(
+    route: &RouteProxy,
+    mut response: Response<hyper::body::Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    served_by: ServedBy,
+) -> Result<Response<Body>, ProxyError> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::Upstream(format!(
+                "{}: 101 to a request that asked for no upgrade",
+                served_by.0
+            )));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, route.route.id.clone());
+    }
+    let (mut parts, incoming) = response.into_parts();
+    hop::strip_response(&mut parts.headers, switching);
+    parts.extensions.insert(served_by);
+    let body = if switching {
+        Body::empty()
+    } else {
+        Body::new(GuardedBody::new(incoming, route.route.timeouts.idle, None))
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The larger of `Content-Length` and the body's own lower bound (HTTP/2 bodies know their
+/// length without the header).
+fn declared_length(req: &Request<Body>) -> u64 {
+    let header_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    header_len.max(req.body().size_hint().lower())
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn is_empty(body: &Body) -> bool {
+    body.is_end_stream() || body.size_hint().exact() == Some(0)
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+#[cfg(test)]
+#[path = "forward_tests.rs"]
+mod tests;

@@ -1,0 +1,224 @@
+//! End-to-end request header rewriting for the upstream: drops identity-looking headers a
+//! client could spoof (pinned behaviour 7), `Expect`, `Authorization` (unless the route passes
+//! it) and untrusted `Forwarded`; then sets `X-Forwarded-*`, `Host`, the decision id and the
+//! route's claim headers. Hop-by-hop removal comes first (in [`super::hop`]) so a client's
+//! `Connection` header can never remove what is set here. Pure functions over a `HeaderMap`.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
+use uuid::Uuid;
+
+use crate::config::ClaimHeader;
+use crate::identity::Identity;
+
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Portcullis-Decision-Id`: the allow decision's id.
+pub const X_PORTCULLIS_DECISION_ID: HeaderName =
+    HeaderName::from_static("x-portcullis-decision-id");
+/// `X-Portcullis-User`: the subject.
+pub const X_PORTCULLIS_USER: HeaderName = HeaderName::from_static("x-portcullis-user");
+/// `X-Portcullis-Email`.
+pub const X_PORTCULLIS_EMAIL: HeaderName = HeaderName::from_static("x-portcullis-email");
+/// `X-Portcullis-Groups`: comma-separated.
+pub const X_PORTCULLIS_GROUPS: HeaderName = HeaderName::from_static("x-portcullis-groups");
+
+/// Everything [`rewrite_request`] needs besides the headers.
+pub(crate) struct RequestRewrite<'a> {
+    /// The TCP peer, already canonical (IPv4-mapped IPv6 as IPv4).
+    pub(crate) peer: IpAddr,
+    pub(crate) tls: bool,
+    pub(crate) trusted_peer: bool,
+    pub(crate) pass_authorization: bool,
+    pub(crate) preserve_host: bool,
+    /// The request URI's authority (HTTP/2 carries the host there, not in `Host`).
+    pub(crate) uri_authority: Option<&'a Authority>,
+    /// The upstream's `Host` value.
+    pub(crate) upstream_host: &'a HeaderValue,
+    pub(crate) decision_id: Uuid,
+    pub(crate) identity: Option<&'a Identity>,
+    pub(crate) claim_headers: &'a [ClaimHeader],
+}
+
+/// Header names a client must never be able to send upstream: the upstream may believe them.
+pub(crate) fn is_identity_looking(name: &str) -> bool {
+    name.starts_with("x-portcullis-")
+        || name.starts_with("x-auth-request-")
+        || name.contains('_')
+        || matches!(
+            name,
+            "x-forwarded-user"
+                | "x-forwarded-email"
+                | "x-forwarded-groups"
+                | "x-forwarded-preferred-username"
+                | "remote-user"
+                | "x-remote-user"
+        )
+}
+
+/// Rewrites end-to-end request headers in place. Call after [`super::hop::strip_request`],
+/// with the client's host taken before it (a `Connection: host` cannot hide it then).
+pub(crate) fn rewrite_request(
+    headers: &mut HeaderMap,
+    client_host: Option<HeaderValue>,
+    rw: &RequestRewrite<'_>,
+) {
+    // hyper answers `100-continue` itself when the body is first read.
+    headers.remove(header::EXPECT);
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_identity_looking(name.as_str()))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    if !rw.pass_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if !rw.trusted_peer {
+        headers.remove(header::FORWARDED);
+    }
+
+    let peer = ip_header_value(rw.peer);
+    let forwarded_for = match (rw.trusted_peer, headers.contains_key(&X_FORWARDED_FOR)) {
+        (true, true) => append_to_list(headers.get_all(&X_FORWARDED_FOR), &peer),
+        _ => peer,
+    };
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
+
+    if !(rw.trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
+        let proto = if rw.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+
+    let client_host = client_host.or_else(|| {
+        rw.uri_authority
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    if !(rw.trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) {
+        match &client_host {
+            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+    let host = match client_host {
+        Some(host) if rw.preserve_host => host,
+        _ => rw.upstream_host.clone(),
+    };
+    headers.insert(header::HOST, host);
+
+    headers.insert(X_PORTCULLIS_DECISION_ID, uuid_header_value(rw.decision_id));
+    if let Some(identity) = rw.identity {
+        set_claim_headers(headers, identity, rw.claim_headers);
+    }
+}
+
+fn set_claim_headers(headers: &mut HeaderMap, identity: &Identity, wanted: &[ClaimHeader]) {
+    for claim in wanted {
+        let (name, value) = match claim {
+            ClaimHeader::User => (X_PORTCULLIS_USER, claim_value(&identity.subject)),
+            ClaimHeader::Email => match &identity.email {
+                Some(email) => (X_PORTCULLIS_EMAIL, claim_value(email)),
+                None => continue,
+            },
+            ClaimHeader::Groups if identity.groups.is_empty() => continue,
+            ClaimHeader::Groups => (X_PORTCULLIS_GROUPS, claim_value(&identity.groups.join(","))),
+        };
+        // A value that is not a valid header value (control characters) is skipped rather
+        // than mangled: the signed assertion still carries the claim.
+        if let Some(value) = value {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// Claims may be UTF-8 (sent as obs-text bytes); control characters make them invalid.
+fn claim_value(s: &str) -> Option<HeaderValue> {
+    if s.is_empty() {
+        return None;
+    }
+    HeaderValue::from_bytes(s.as_bytes()).ok()
+}
+
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    let mut s = String::with_capacity(45);
+    let _ = write!(s, "{ip}");
+    // An IP address always makes a valid header value.
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+fn uuid_header_value(id: Uuid) -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let s = id.hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// `existing[, existing...], last`: every client line joined, then ours.
+fn append_to_list<'a>(
+    existing: impl IntoIterator<Item = &'a HeaderValue>,
+    last: &HeaderValue,
+) -> HeaderValue {
+    let mut out: Vec<u8> = Vec::with_capacity(64);
+    for value in existing {
+        let trimmed = value.as_bytes().trim_ascii();
+        if trimmed.is_empty() {
+            continue;
+        }
+        out.extend_from_slice(trimmed);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(last.as_bytes());
+    // Built from valid header values and ASCII separators.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).unwrap_or_else(|_| last.clone())
+}
+
+/// Removes one cookie (portcullis's session cookie) from every `Cookie` header, keeping the
+/// others byte for byte. Allocates only when the cookie is present.
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    let present = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| cookie_pairs(v.as_bytes()).any(|pair| is_cookie(pair, name)));
+    if !present {
+        return;
+    }
+    let mut kept: Vec<u8> = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        for pair in cookie_pairs(value.as_bytes()).filter(|p| !is_cookie(p, name)) {
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
+        }
+    }
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept))
+    {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty())
+}
+
+fn is_cookie(pair: &[u8], name: &str) -> bool {
+    let key = pair.split(|&b| b == b'=').next().unwrap_or(pair);
+    key.trim_ascii() == name.as_bytes()
+}
+
+#[cfg(test)]
+#[path = "headers_tests.rs"]
+mod tests;

@@ -1,0 +1,376 @@
+//! Request header rewriting as the upstream sees it: hop-by-hop removal followed by
+//! [`rewrite_request`], exactly as [`crate::proxy::forward`] runs them.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
+use uuid::Uuid;
+
+use super::*;
+use crate::config::ClaimHeader;
+use crate::identity::{AuthMethod, Identity};
+use crate::proxy::hop;
+
+const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+const DECISION: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
+
+fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    h
+}
+
+struct Opts {
+    trusted: bool,
+    tls: bool,
+    pass_authorization: bool,
+    preserve_host: bool,
+    authority: Option<Authority>,
+    identity: Option<Identity>,
+    claims: Vec<ClaimHeader>,
+}
+
+fn opts() -> Opts {
+    Opts {
+        trusted: false,
+        tls: false,
+        pass_authorization: false,
+        preserve_host: false,
+        authority: None,
+        identity: None,
+        claims: vec![],
+    }
+}
+
+fn rewrite(pairs: &[(&str, &str)], o: &Opts) -> HeaderMap {
+    let mut h = map(pairs);
+    let client_host = h.get(header::HOST).cloned();
+    hop::strip_request(&mut h);
+    let upstream_host = HeaderValue::from_static("backend:8080");
+    let rw = RequestRewrite {
+        peer: PEER,
+        tls: o.tls,
+        trusted_peer: o.trusted,
+        pass_authorization: o.pass_authorization,
+        preserve_host: o.preserve_host,
+        uri_authority: o.authority.as_ref(),
+        upstream_host: &upstream_host,
+        decision_id: DECISION,
+        identity: o.identity.as_ref(),
+        claim_headers: &o.claims,
+    };
+    rewrite_request(&mut h, client_host, &rw);
+    h
+}
+
+fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).map(|v| v.to_str().unwrap())
+}
+
+fn alice() -> Identity {
+    Identity {
+        subject: "alice-sub".into(),
+        issuer: "https://idp".into(),
+        email: Some("alice@corp.example".into()),
+        groups: vec!["eng".into(), "billing".into()],
+        auth: AuthMethod::Session,
+        ..Identity::default()
+    }
+}
+
+#[test]
+fn sets_forwarded_headers_for_an_untrusted_peer() {
+    let h = rewrite(
+        &[
+            ("host", "app.corp.example"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=1.2.3.4"),
+        ],
+        &opts(),
+    );
+    assert_eq!(get(&h, "x-forwarded-for"), Some("203.0.113.7"));
+    assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
+    assert_eq!(get(&h, "x-forwarded-host"), Some("app.corp.example"));
+    assert_eq!(get(&h, "forwarded"), None);
+    assert_eq!(get(&h, "host"), Some("backend:8080"));
+    assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+}
+
+#[test]
+fn extends_forwarded_headers_from_a_trusted_peer() {
+    let o = Opts {
+        trusted: true,
+        tls: true,
+        ..opts()
+    };
+    let h = rewrite(
+        &[
+            ("host", "internal-lb"),
+            ("x-forwarded-for", "198.51.100.1, 10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "app.corp.example"),
+            ("forwarded", "for=198.51.100.1"),
+        ],
+        &o,
+    );
+    assert_eq!(
+        get(&h, "x-forwarded-for"),
+        Some("198.51.100.1, 10.0.0.1, 10.0.0.2, 203.0.113.7")
+    );
+    assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
+    assert_eq!(get(&h, "x-forwarded-host"), Some("app.corp.example"));
+    assert_eq!(get(&h, "forwarded"), Some("for=198.51.100.1"));
+}
+
+#[test]
+fn trusted_peer_without_forwarded_headers_gets_ours() {
+    let o = Opts {
+        trusted: true,
+        tls: true,
+        ..opts()
+    };
+    let h = rewrite(&[("host", "app.corp.example")], &o);
+    assert_eq!(get(&h, "x-forwarded-for"), Some("203.0.113.7"));
+    assert_eq!(get(&h, "x-forwarded-proto"), Some("https"));
+    assert_eq!(get(&h, "x-forwarded-host"), Some("app.corp.example"));
+}
+
+#[test]
+fn connection_cannot_remove_headers_portcullis_sets() {
+    let h = rewrite(
+        &[
+            ("host", "app.corp.example"),
+            (
+                "connection",
+                "x-forwarded-for, x-forwarded-proto, x-forwarded-host, host, x-portcullis-decision-id",
+            ),
+        ],
+        &Opts {
+            identity: Some(alice()),
+            claims: vec![ClaimHeader::User],
+            ..opts()
+        },
+    );
+    assert_eq!(get(&h, "x-forwarded-for"), Some("203.0.113.7"));
+    assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
+    assert_eq!(get(&h, "x-forwarded-host"), Some("app.corp.example"));
+    assert_eq!(get(&h, "host"), Some("backend:8080"));
+    assert!(h.contains_key("x-portcullis-decision-id"));
+    assert_eq!(get(&h, "x-portcullis-user"), Some("alice-sub"));
+    assert!(!h.contains_key("connection"));
+}
+
+#[test]
+fn drops_every_identity_looking_header() {
+    let spoofed = [
+        ("x-portcullis-user", "root"),
+        ("X-Portcullis-Email", "root@corp.example"),
+        ("x-portcullis-groups", "admin"),
+        ("x-portcullis-jwt-assertion", "forged"),
+        ("x-portcullis-decision-id", "forged"),
+        ("x-portcullis-anything", "x"),
+        ("x-forwarded-user", "root"),
+        ("x-forwarded-email", "root@corp.example"),
+        ("x-forwarded-groups", "admin"),
+        ("x-forwarded-preferred-username", "root"),
+        ("x-auth-request-user", "root"),
+        ("x-auth-request-email", "root@corp.example"),
+        ("remote-user", "root"),
+        ("x-remote-user", "root"),
+        ("x_portcullis_user", "root"),
+        ("remote_user", "root"),
+        ("x-custom_thing", "1"),
+    ];
+    let h = rewrite(&spoofed, &opts());
+    for (name, _) in spoofed {
+        let lower = name.to_ascii_lowercase();
+        if lower == "x-portcullis-decision-id" {
+            assert_eq!(get(&h, &lower), Some(DECISION.to_string().as_str()));
+        } else {
+            assert!(
+                !h.contains_key(lower.as_str()),
+                "{name} reached the upstream"
+            );
+        }
+    }
+}
+
+#[test]
+fn keeps_ordinary_headers() {
+    let h = rewrite(
+        &[
+            ("accept", "text/html"),
+            ("x-request-id", "abc"),
+            ("x-forwarded-port", "443"),
+            ("cookie", "a=1"),
+            ("user-agent", "test"),
+        ],
+        &opts(),
+    );
+    for name in [
+        "accept",
+        "x-request-id",
+        "x-forwarded-port",
+        "cookie",
+        "user-agent",
+    ] {
+        assert!(h.contains_key(name), "{name} was dropped");
+    }
+}
+
+#[test]
+fn authorization_is_kept_only_with_pass_authorization() {
+    let pairs = [("authorization", "Bearer t")];
+    assert!(!rewrite(&pairs, &opts()).contains_key("authorization"));
+    let o = Opts {
+        pass_authorization: true,
+        ..opts()
+    };
+    assert_eq!(get(&rewrite(&pairs, &o), "authorization"), Some("Bearer t"));
+}
+
+#[test]
+fn expect_is_never_forwarded() {
+    let h = rewrite(&[("expect", "100-continue")], &opts());
+    assert!(!h.contains_key("expect"));
+}
+
+#[test]
+fn host_is_the_upstreams_unless_preserved() {
+    let pairs = [("host", "app.corp.example")];
+    assert_eq!(get(&rewrite(&pairs, &opts()), "host"), Some("backend:8080"));
+    let o = Opts {
+        preserve_host: true,
+        ..opts()
+    };
+    assert_eq!(get(&rewrite(&pairs, &o), "host"), Some("app.corp.example"));
+}
+
+#[test]
+fn http2_host_comes_from_the_uri_authority() {
+    let o = Opts {
+        preserve_host: true,
+        tls: true,
+        authority: Some(Authority::from_static("h2.corp.example")),
+        ..opts()
+    };
+    let h = rewrite(&[], &o);
+    assert_eq!(get(&h, "host"), Some("h2.corp.example"));
+    assert_eq!(get(&h, "x-forwarded-host"), Some("h2.corp.example"));
+    assert_eq!(get(&h, "x-forwarded-proto"), Some("https"));
+}
+
+#[test]
+fn no_host_at_all_means_no_forwarded_host() {
+    let h = rewrite(
+        &[("x-forwarded-host", "evil")],
+        &Opts {
+            preserve_host: true,
+            ..opts()
+        },
+    );
+    assert!(!h.contains_key("x-forwarded-host"));
+    assert_eq!(get(&h, "host"), Some("backend:8080"));
+}
+
+#[test]
+fn claim_headers_follow_the_route() {
+    let all = Opts {
+        identity: Some(alice()),
+        claims: vec![ClaimHeader::User, ClaimHeader::Email, ClaimHeader::Groups],
+        ..opts()
+    };
+    let h = rewrite(&[], &all);
+    assert_eq!(get(&h, "x-portcullis-user"), Some("alice-sub"));
+    assert_eq!(get(&h, "x-portcullis-email"), Some("alice@corp.example"));
+    assert_eq!(get(&h, "x-portcullis-groups"), Some("eng,billing"));
+    assert_eq!(
+        get(&h, "x-portcullis-decision-id"),
+        Some(DECISION.to_string().as_str())
+    );
+
+    let email_only = Opts {
+        identity: Some(alice()),
+        claims: vec![ClaimHeader::Email],
+        ..opts()
+    };
+    let h = rewrite(&[], &email_only);
+    assert!(!h.contains_key("x-portcullis-user"));
+    assert!(!h.contains_key("x-portcullis-groups"));
+
+    let anonymous = Opts {
+        claims: vec![ClaimHeader::User],
+        ..opts()
+    };
+    assert!(!rewrite(&[("x-portcullis-user", "x")], &anonymous).contains_key("x-portcullis-user"));
+}
+
+#[test]
+fn invalid_claim_values_are_skipped_and_utf8_is_kept() {
+    let odd = Identity {
+        subject: "bad\nsubject".into(),
+        email: Some("zoë@corp.example".into()),
+        groups: vec![],
+        ..alice()
+    };
+    let o = Opts {
+        identity: Some(odd),
+        claims: vec![ClaimHeader::User, ClaimHeader::Email, ClaimHeader::Groups],
+        ..opts()
+    };
+    let h = rewrite(&[], &o);
+    assert!(!h.contains_key("x-portcullis-user"));
+    assert_eq!(
+        h.get("x-portcullis-email").unwrap().as_bytes(),
+        "zoë@corp.example".as_bytes()
+    );
+    assert!(!h.contains_key("x-portcullis-groups"));
+}
+
+#[test]
+fn ipv6_peer_is_written_plainly() {
+    let mut h = HeaderMap::new();
+    let upstream_host = HeaderValue::from_static("u");
+    let rw = RequestRewrite {
+        peer: "2001:db8::1".parse().unwrap(),
+        tls: false,
+        trusted_peer: false,
+        pass_authorization: false,
+        preserve_host: false,
+        uri_authority: None,
+        upstream_host: &upstream_host,
+        decision_id: DECISION,
+        identity: None,
+        claim_headers: &[],
+    };
+    rewrite_request(&mut h, None, &rw);
+    assert_eq!(get(&h, "x-forwarded-for"), Some("2001:db8::1"));
+}
+
+#[test]
+fn removes_only_the_session_cookie() {
+    let mut h = map(&[
+        ("cookie", "a=1; portcullis=secret; b=2"),
+        ("cookie", "portcullis=x"),
+    ]);
+    remove_cookie(&mut h, "portcullis");
+    assert_eq!(get(&h, "cookie"), Some("a=1; b=2"));
+    assert_eq!(h.get_all("cookie").iter().count(), 1);
+
+    let mut h = map(&[("cookie", "portcullis=secret")]);
+    remove_cookie(&mut h, "portcullis");
+    assert!(!h.contains_key("cookie"));
+
+    let mut h = map(&[("cookie", "portcullis_other=1;portcullisx=2")]);
+    remove_cookie(&mut h, "portcullis");
+    assert_eq!(get(&h, "cookie"), Some("portcullis_other=1;portcullisx=2"));
+}

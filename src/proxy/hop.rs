@@ -1,0 +1,214 @@
+//! Hop-by-hop headers (RFC 9110 section 7.6.1): they describe one connection, so they are
+//! removed in both directions, together with every header the `Connection` header names.
+//! Upgrades are detected here before `Connection`/`Upgrade` disappear; re-adding them for the
+//! upstream is [`super::forward`]'s job. Nothing here sets end-to-end headers.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// `Keep-Alive`, not in `http`'s constants.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `Proxy-Connection`, a non-standard relative of `Connection` some clients still send.
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Always removed (besides the ones `Connection` names); `TE` is handled apart.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// What `Connection` said, besides the headers it named.
+#[derive(Default)]
+struct ConnectionTokens {
+    upgrade: bool,
+    /// Header names listed in `Connection`; empty (no allocation) for the usual
+    /// `keep-alive`/`close`/`upgrade`.
+    named: Vec<HeaderName>,
+}
+
+fn connection_tokens(headers: &HeaderMap) -> ConnectionTokens {
+    let mut tokens = ConnectionTokens::default();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if token.eq_ignore_ascii_case("upgrade") {
+                tokens.upgrade = true;
+            } else if token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+            {
+                // Connection options, not header names (keep-alive is removed anyway).
+            } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                tokens.named.push(name);
+            }
+        }
+    }
+    tokens
+}
+
+fn remove_named(headers: &mut HeaderMap, named: Vec<HeaderName>) {
+    for name in named {
+        headers.remove(name);
+    }
+}
+
+/// Removes hop-by-hop headers from a client request. Returns the `Upgrade` value when the
+/// client asked for a protocol switch (`Connection: upgrade` plus `Upgrade: X`). Keeps
+/// `TE: trailers` (gRPC needs it) and drops every other `TE`.
+pub(crate) fn strip_request(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    let tokens = connection_tokens(headers);
+    let upgrade = if tokens.upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            // A token may carry parameters (`trailers;q=1` is not allowed, but be lenient).
+            let t = t.split(';').next().unwrap_or("").trim();
+            t.eq_ignore_ascii_case("trailers")
+        });
+    remove_named(headers, tokens.named);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    } else {
+        headers.remove(header::TE);
+    }
+    upgrade
+}
+
+/// Removes hop-by-hop headers from an upstream response. On `101 Switching Protocols`
+/// (`switching`) `Connection` and `Upgrade` stay: the client needs them to switch too.
+pub(crate) fn strip_response(headers: &mut HeaderMap, switching: bool) {
+    let tokens = connection_tokens(headers);
+    remove_named(headers, tokens.named);
+    for name in &HOP_BY_HOP {
+        if switching && name == header::CONNECTION {
+            continue;
+        }
+        headers.remove(name);
+    }
+    headers.remove(header::TE);
+    if !switching {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<&str> {
+        let mut v: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn strips_the_fixed_hop_by_hop_set() {
+        let mut h = map(&[
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-authorization", "Basic abc"),
+            ("te", "gzip"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("accept", "*/*"),
+        ]);
+        assert_eq!(strip_request(&mut h), None);
+        assert_eq!(names(&h), ["accept"]);
+    }
+
+    #[test]
+    fn strips_every_header_connection_names() {
+        let mut h = map(&[
+            ("connection", "close, X-Secret-Hop"),
+            ("connection", " x-other ,"),
+            ("x-secret-hop", "1"),
+            ("x-other", "2"),
+            ("x-kept", "3"),
+        ]);
+        strip_request(&mut h);
+        assert_eq!(names(&h), ["x-kept"]);
+    }
+
+    #[test]
+    fn keeps_te_trailers_only() {
+        let mut h = map(&[("te", "trailers")]);
+        strip_request(&mut h);
+        assert_eq!(h.get("te").unwrap(), "trailers");
+        let mut h = map(&[("te", "deflate, Trailers")]);
+        strip_request(&mut h);
+        assert_eq!(h.get("te").unwrap(), "trailers");
+        let mut h = map(&[("te", "deflate")]);
+        strip_request(&mut h);
+        assert!(h.get("te").is_none());
+    }
+
+    #[test]
+    fn detects_an_upgrade_request() {
+        let mut h = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "k"),
+        ]);
+        assert_eq!(strip_request(&mut h).unwrap(), "websocket");
+        assert_eq!(names(&h), ["sec-websocket-key"]);
+        // Upgrade without Connection: upgrade is not a switch request.
+        let mut h = map(&[("upgrade", "websocket")]);
+        assert_eq!(strip_request(&mut h), None);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn response_keeps_connection_and_upgrade_only_when_switching() {
+        let mut h = map(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("keep-alive", "timeout=5"),
+            ("sec-websocket-accept", "a"),
+        ]);
+        strip_response(&mut h, true);
+        assert_eq!(names(&h), ["connection", "sec-websocket-accept", "upgrade"]);
+        strip_response(&mut h, false);
+        assert_eq!(names(&h), ["sec-websocket-accept"]);
+    }
+
+    #[test]
+    fn response_strips_named_and_fixed_headers() {
+        let mut h = map(&[
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("trailer", "x-sum"),
+            ("content-type", "text/plain"),
+        ]);
+        strip_response(&mut h, false);
+        assert_eq!(names(&h), ["content-type"]);
+    }
+}
