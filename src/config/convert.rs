@@ -70,7 +70,8 @@ fn convert_server(file: &ServerFile, p: &mut Problems) -> Option<ServerConfig> {
         Some("off") => None,
         Some(text) => {
             let addr = p.parsed_opt("server.admin_listen", socket_addr(text));
-            if addr == Some(listen) {
+            // Port 0 asks the kernel for a free port, so two of them never collide.
+            if addr == Some(listen) && listen.port() != 0 {
                 p.add(
                     "server.admin_listen",
                     format!(

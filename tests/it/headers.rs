@@ -113,7 +113,7 @@ async fn strip_prefix_and_preserve_host() {
         "/svc/",
         std::slice::from_ref(&upstream),
         "strip_prefix = true\npreserve_host = true",
-    ) + &public_route("plain", "/", &[upstream.clone()], "");
+    ) + &public_route("plain", "/", std::slice::from_ref(&upstream), "");
     let proxy = start_proxy(&routes).await;
     let echo = echo_json(
         client()
