@@ -83,6 +83,7 @@ pub async fn serve(
             tls: tls.clone(),
             limits,
             peer,
+            stop: shutdown.clone(),
         };
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -124,26 +125,56 @@ struct Connection {
     tls: Option<TlsAcceptor>,
     limits: ConnLimits,
     peer: SocketAddr,
+    /// Until hyper owns the connection, shutdown must be watched here: a client that has
+    /// not sent its first byte would otherwise hold the drain up for the whole grace period.
+    stop: watch::Receiver<bool>,
+}
+
+/// A client connection that is ready for HTTP.
+enum ReadyIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 impl Connection {
     async fn run(self, stream: TcpStream, watcher: hyper_util::server::graceful::Watcher) {
+        let mut stop = self.stop.clone();
+        // Only the handshake races shutdown; once hyper owns the connection the graceful
+        // watcher drains it.
+        let ready = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => return,
+            ready = self.handshake(stream) => ready,
+        };
+        match ready {
+            Some(ReadyIo::Plain(stream)) => self.serve_io(stream, false, watcher).await,
+            Some(ReadyIo::Tls(stream)) => self.serve_io(stream, true, watcher).await,
+            None => {}
+        }
+    }
+
+    /// The TLS handshake, or for plain text the first byte, within the head timeout.
+    async fn handshake(&self, stream: TcpStream) -> Option<ReadyIo> {
         let timeout = self.limits.header_read_timeout;
-        match self.tls.clone() {
+        match &self.tls {
             Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => self.serve_io(tls_stream, true, watcher).await,
+                Ok(Ok(tls_stream)) => Some(ReadyIo::Tls(Box::new(tls_stream))),
                 Ok(Err(error)) => {
-                    tracing::debug!(peer = %self.peer, %error, "TLS handshake failed")
+                    tracing::debug!(peer = %self.peer, %error, "TLS handshake failed");
+                    None
                 }
-                Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+                Err(_) => {
+                    tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+                    None
+                }
             },
             None => {
                 // A client that connects and sends nothing would otherwise hold a slot
                 // forever: hyper's head timeout starts only once protocol detection is done.
                 let mut first = [0u8; 1];
                 match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
-                    Ok(Ok(n)) if n > 0 => self.serve_io(stream, false, watcher).await,
-                    _ => {}
+                    Ok(Ok(n)) if n > 0 => Some(ReadyIo::Plain(stream)),
+                    _ => None,
                 }
             }
         }

@@ -56,6 +56,9 @@ pub(crate) struct GuardedBody<B> {
     /// lazily when it fires, instead of being reset on every frame.
     deadline: Instant,
     waiting: bool,
+    /// Fired (or dropped) when the body has been read to its end or failed: the response
+    /// timeout starts then, so a long upload is not mistaken for a slow upstream.
+    on_end: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl<B> GuardedBody<B> {
@@ -68,6 +71,21 @@ impl<B> GuardedBody<B> {
             sleep: None,
             deadline: Instant::now(),
             waiting: false,
+            on_end: None,
+        }
+    }
+
+    /// Returns a receiver that completes once this body has been read to its end, has
+    /// failed, or was dropped unread.
+    pub(crate) fn notify_end(&mut self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.on_end = Some(tx);
+        rx
+    }
+
+    fn ended(&mut self) {
+        if let Some(tx) = self.on_end.take() {
+            let _ = tx.send(());
         }
     }
 
@@ -115,19 +133,27 @@ where
                     let len = data.len() as u64;
                     if len > *remaining {
                         this.remaining = Some(0);
+                        this.ended();
                         return Poll::Ready(Some(Err(BodyError::TooLarge)));
                     }
                     *remaining -= len;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Inner(e.into())))),
+            Poll::Ready(Some(Err(e))) => {
+                this.ended();
+                Poll::Ready(Some(Err(BodyError::Inner(e.into()))))
+            }
             Poll::Ready(None) => {
                 this.waiting = false;
+                this.ended();
                 Poll::Ready(None)
             }
             Poll::Pending => match this.poll_idle(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Idle))),
+                Poll::Ready(()) => {
+                    this.ended();
+                    Poll::Ready(Some(Err(BodyError::Idle)))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

@@ -64,9 +64,13 @@ pub async fn forward(
 
     let path = target::route_relative_path(&cfg.path, cfg.strip_prefix, ctx.path);
     let query = parts.uri.query();
-    let retryable = cfg.retries > 0 && is_idempotent(&parts.method) && is_empty(&body);
+    let body_empty = is_empty(&body);
+    let retryable = cfg.retries > 0 && is_idempotent(&parts.method) && body_empty;
     let mut retries_left = if retryable { cfg.retries } else { 0 };
-    let mut body = Some(GuardedBody::new(body, cfg.timeouts.idle, cfg.max_body));
+    let mut guarded = GuardedBody::new(body, cfg.timeouts.idle, cfg.max_body);
+    // Retries only happen for empty bodies, so only a first attempt ever uploads.
+    let mut body_sent = (!body_empty).then(|| guarded.notify_end());
+    let mut body = Some(guarded);
     let mut headers = Some(headers);
     let mut retried = false;
 
@@ -95,8 +99,12 @@ pub async fn forward(
         *out.version_mut() = Version::HTTP_11;
         *out.headers_mut() = attempt_headers;
 
-        let sent =
-            tokio::time::timeout(cfg.timeouts.response_header, route.client.request(out)).await;
+        let sent = response_within(
+            cfg.timeouts.response_header,
+            route.client.request(out),
+            body_sent.take(),
+        )
+        .await;
         let response = match sent {
             Err(_elapsed) => {
                 route.upstreams.record_failure(index, Instant::now());
@@ -129,6 +137,24 @@ pub async fn forward(
             client_upgrade,
             ServedBy(upstream.label.clone()),
         );
+    }
+}
+
+/// Awaits the response head. The timeout runs from the moment the request body has been
+/// sent (at once for an empty body): an upload may take longer than `response_timeout`, and
+/// the idle timeout already bounds a stalled one.
+async fn response_within<F: std::future::Future>(
+    limit: std::time::Duration,
+    response: F,
+    body_sent: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let Some(body_sent) = body_sent else {
+        return tokio::time::timeout(limit, response).await;
+    };
+    tokio::pin!(response);
+    tokio::select! {
+        out = &mut response => Ok(out),
+        _ = body_sent => tokio::time::timeout(limit, response).await,
     }
 }
 

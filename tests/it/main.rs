@@ -10,6 +10,7 @@ mod errors;
 mod h2;
 mod headers;
 mod limits;
+mod process;
 mod shutdown;
 mod streaming;
 mod upstreams;

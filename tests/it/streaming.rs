@@ -3,8 +3,7 @@
 //! 1024, i.e. 1 GiB each way).
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -55,23 +54,6 @@ async fn byte_upstream() -> String {
     .await
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Binary(Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -95,26 +77,9 @@ async fn large_bodies_stream_both_ways_with_flat_memory() {
         public_route("bytes", "/", &[upstream], "max_body = \"unlimited\"")
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let binary = Binary(child);
+    let binary = Binary::spawn(&["serve", "--config", config_path.to_str().unwrap()], port).await;
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "portcullis did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let total = stream_bytes();
     let chunk = Bytes::from(vec![b'u'; CHUNK]);

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+
 use crate::support::*;
 
 #[tokio::test]
@@ -110,5 +112,38 @@ async fn slow_upstream_times_out_with_504() {
     let response = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(response.status(), 504);
     assert!(started.elapsed() < Duration::from_secs(3));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn response_timeout_starts_after_the_upload() {
+    let reader = upstream(|req| async move {
+        use http_body_util::BodyExt;
+        match req.into_body().collect().await {
+            Ok(_) => text(200, "read"),
+            Err(_) => text(400, "broken"),
+        }
+    })
+    .await;
+    let proxy = start_proxy(&public_route(
+        "upload",
+        "/",
+        &[reader],
+        "response_timeout = \"300ms\"\nretries = 0",
+    ))
+    .await;
+    // Ten chunks 100 ms apart: the upload alone takes three times the response timeout.
+    let chunks = futures_util::stream::iter(0..10).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"chunk"))
+    });
+    let response = client()
+        .put(proxy.url("/"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "read");
     proxy.shutdown().await;
 }
