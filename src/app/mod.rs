@@ -174,3 +174,7 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod router_tests;
