@@ -14,6 +14,7 @@ use super::AppState;
 use super::listener::ConnInfo;
 use super::pages;
 use crate::admin::names;
+use crate::identity::Presented;
 use crate::policy::{self, Outcome, RequestFacts};
 use crate::proxy::{self, ForwardContext, ProxyError};
 use crate::routes::{self, normalize_path};
@@ -52,9 +53,17 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
     let trusted = &state.config.server.trusted_proxies;
     let client_ip = proxy::client_ip(conn.peer.ip(), req.headers(), trusted);
 
-    // Identity sources (sessions, bearer tokens) plug in here; until then every caller is
-    // anonymous, so only public rules can allow.
-    let identity = None;
+    // Identity sources plug in here, each turning what the request carries into a
+    // `Presented`: browser sessions (OIDC release), bearer tokens (bearer release). Until
+    // then every caller is anonymous, so only public rules can allow.
+    let presented = Presented::Anonymous;
+    if let Presented::InvalidBearer { reason } = &presented {
+        tracing::debug!(request_id = %id, route = %route_id, %reason, "invalid bearer token");
+        let status = StatusCode::UNAUTHORIZED;
+        record(&route_id, "login", status, started);
+        return pages::invalid_token(id, html);
+    }
+    let identity = presented.identity();
     let facts = RequestFacts {
         decision_id: id,
         method: req.method(),

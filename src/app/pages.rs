@@ -82,6 +82,21 @@ pub fn unauthorized(id: Uuid, html: bool) -> Response<Body> {
     response
 }
 
+/// 401 for a bearer token that failed validation (RFC 6750 `invalid_token`).
+pub fn invalid_token(id: Uuid, html: bool) -> Response<Body> {
+    let mut response = error_page(
+        StatusCode::UNAUTHORIZED,
+        "The access token is not valid.",
+        id,
+        html,
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"portcullis\", error=\"invalid_token\""),
+    );
+    response
+}
+
 fn error_code(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "bad_request",

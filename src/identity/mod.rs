@@ -69,3 +69,29 @@ pub struct Identity {
     /// Every claim as received, for `claims` criteria.
     pub claims: serde_json::Map<String, serde_json::Value>,
 }
+
+/// What a request presented, after verification. Identity sources (browser sessions, bearer
+/// tokens) each produce one; the gateway turns it into policy facts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Presented {
+    /// Nothing presented (or nothing the route accepts).
+    Anonymous,
+    /// A verified identity.
+    Verified(Identity),
+    /// A bearer token was sent but is not valid: 401 with `error="invalid_token"`, never 403,
+    /// and the request reaches no upstream. `reason` is for logs and audit, never the client.
+    InvalidBearer {
+        /// Why validation failed.
+        reason: String,
+    },
+}
+
+impl Presented {
+    /// The verified identity, if any.
+    pub fn identity(&self) -> Option<&Identity> {
+        match self {
+            Presented::Verified(identity) => Some(identity),
+            Presented::Anonymous | Presented::InvalidBearer { .. } => None,
+        }
+    }
+}
