@@ -6,6 +6,7 @@ mod gateway;
 mod listener;
 mod pages;
 mod tls;
+mod workers;
 
 pub use listener::{ConnInfo, ConnLimits};
 pub use tls::TlsError;
@@ -37,6 +38,11 @@ pub struct AppState {
 impl AppState {
     /// Builds routes and upstream clients from a validated config.
     pub fn new(config: Config) -> anyhow::Result<Self> {
+        Self::with_workers(config, 1)
+    }
+
+    /// Like [`AppState::new`], with upstream clients for `workers` worker threads.
+    pub fn with_workers(config: Config, workers: usize) -> anyhow::Result<Self> {
         let routes = RouteTable::new(&config.routes).map_err(|conflicts| {
             anyhow::anyhow!("routes tie: {conflicts:?} (config validation should have caught it)")
         })?;
@@ -44,7 +50,7 @@ impl AppState {
             .routes
             .iter()
             .map(|route| {
-                RouteProxy::new(Arc::new(route.clone()))
+                RouteProxy::with_workers(Arc::new(route.clone()), workers)
                     .with_context(|| format!("route {}", route.id))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -90,11 +96,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(tls) => Some(tls::acceptor(tls).await?),
         None => None,
     };
-    let state = Arc::new(AppState::new(config)?);
-    let listener = TcpListener::bind(server.listen)
-        .await
-        .with_context(|| format!("server.listen: cannot bind {}", server.listen))?;
-    let addr = listener.local_addr()?;
+    let worker_count = server.workers.unwrap_or_else(workers::default_count);
+    let state = Arc::new(AppState::with_workers(config, worker_count)?);
+    let listeners = workers::bind(server.listen, worker_count)?;
+    let addr = match listeners.first() {
+        Some(listener) => listener.local_addr()?,
+        None => anyhow::bail!("no listener"),
+    };
     let admin_listener = match server.admin_listen {
         Some(admin) => Some(
             TcpListener::bind(admin)
@@ -117,13 +125,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let _ = admin::metrics_handle();
     let readiness = Arc::new(Readiness::default());
     let (stop, stopped) = watch::channel(false);
-    let mut tasks = vec![tokio::spawn(listener::serve(
-        listener,
-        router(state),
-        tls,
-        limits,
-        stopped.clone(),
-    ))];
+    let workers = workers::spawn(listeners, router(state), tls, limits, stopped.clone())?;
+    let mut tasks = vec![tokio::spawn(async move {
+        for worker in workers {
+            let _ = worker.await;
+        }
+    })];
     if let Some(admin_listener) = admin_listener {
         tasks.push(tokio::spawn(listener::serve(
             admin_listener,

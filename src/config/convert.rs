@@ -122,6 +122,18 @@ fn convert_server(file: &ServerFile, p: &mut Problems) -> Option<ServerConfig> {
     );
     let max_headers = positive_count(p, "server.max_headers", file.max_headers, 100);
     let max_connections = positive_count(p, "server.max_connections", file.max_connections, 10_000);
+    // 0 (or absent) means one worker per core.
+    let workers = match file.workers {
+        None | Some(0) => None,
+        Some(n) if (1..=1024).contains(&n) => usize::try_from(n).ok(),
+        Some(n) => {
+            p.add(
+                "server.workers",
+                format!("{n}: expected 0 (one per core) to 1024"),
+            );
+            None
+        }
+    };
     let shutdown_grace = positive_duration(
         p,
         "server.shutdown_grace",
@@ -138,6 +150,7 @@ fn convert_server(file: &ServerFile, p: &mut Problems) -> Option<ServerConfig> {
         header_read_timeout,
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         max_headers,
+        workers,
         max_connections,
         shutdown_grace,
     })

@@ -49,6 +49,7 @@ pub struct ServerFile {
     pub max_headers: Option<i64>,
     pub max_connections: Option<i64>,
     pub shutdown_grace: Option<String>,
+    pub workers: Option<i64>,
 }
 
 /// `[server.tls]` or `tls = { cert = .., key = .. }`.

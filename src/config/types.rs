@@ -50,6 +50,9 @@ pub struct ServerConfig {
     /// `max_connections`: concurrent client connections; more wait in the accept queue.
     /// Default 10000.
     pub max_connections: usize,
+    /// `workers`: serving threads, each with its own runtime and listener. None (the
+    /// default, or `0`) means one per core.
+    pub workers: Option<usize>,
     /// `shutdown_grace`: how long SIGTERM waits for in-flight requests. Default 8s.
     pub shutdown_grace: Duration,
 }

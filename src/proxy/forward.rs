@@ -101,7 +101,7 @@ pub async fn forward(
 
         let sent = response_within(
             cfg.timeouts.response_header,
-            route.client.request(out),
+            route.client().request(out),
             body_sent.take(),
         )
         .await;

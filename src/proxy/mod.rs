@@ -66,7 +66,20 @@ pub struct ServedBy(pub Arc<str>);
 pub struct RouteProxy {
     route: Arc<RouteConfig>,
     upstreams: upstream::UpstreamSet,
-    client: client::UpstreamClient,
+    /// One pooled client per worker thread, so a request and the upstream connection task
+    /// it wakes always share a thread (see `app::workers`).
+    clients: Vec<client::UpstreamClient>,
+}
+
+thread_local! {
+    /// The index of the worker thread this code runs on (0 outside worker threads).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as worker `index`: requests served on it use that worker's
+/// upstream clients.
+pub fn enter_worker(index: usize) {
+    WORKER.with(|worker| worker.set(index));
 }
 
 impl RouteProxy {
@@ -74,14 +87,28 @@ impl RouteProxy {
     /// set (only `file:` references are accepted here); loads the system TLS roots when an
     /// upstream is https and no `upstream_ca` is given, and fails if there are none.
     pub fn new(route: Arc<RouteConfig>) -> Result<Self, ProxyError> {
+        Self::with_workers(route, 1)
+    }
+
+    /// Like [`RouteProxy::new`], with one upstream client per worker thread. Upstream health
+    /// (round robin, ejection) stays shared by all workers.
+    pub fn with_workers(route: Arc<RouteConfig>, workers: usize) -> Result<Self, ProxyError> {
         let upstreams = upstream::UpstreamSet::new(&route.upstreams, route.eject, Instant::now())
             .map_err(|e| ProxyError::Upstream(format!("route {}: {e}", route.id)))?;
-        let client = client::build(&route, upstreams.any_https())?;
+        let clients = (0..workers.max(1))
+            .map(|_| client::build(&route, upstreams.any_https()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(RouteProxy {
             route,
             upstreams,
-            client,
+            clients,
         })
+    }
+
+    /// The upstream client of the current worker thread.
+    fn client(&self) -> &client::UpstreamClient {
+        let index = WORKER.with(std::cell::Cell::get) % self.clients.len();
+        &self.clients[index]
     }
 
     /// The route this proxies for.
