@@ -148,3 +148,81 @@ impl Sessions {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SessionConfig;
+    use crate::identity::Identity;
+    use crate::session::AnyStore;
+    use http::{HeaderMap, HeaderValue, header};
+
+    fn data(sub: &str, sid: &str) -> SessionData {
+        SessionData {
+            identity: Identity {
+                subject: sub.into(),
+                issuer: "https://idp".into(),
+                ..Identity::default()
+            },
+            provider: "idp".into(),
+            id_token: None,
+            access_token: None,
+            refresh_token: None,
+            access_expires_at: None,
+            sid: Some(sid.into()),
+            created_at: 0,
+        }
+    }
+
+    fn browser(set_cookie: &HeaderValue) -> HeaderMap {
+        let pair = set_cookie.to_str().unwrap().split(';').next().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_str(pair).unwrap());
+        h
+    }
+
+    fn sessions() -> Sessions {
+        let store = AnyStore::Memory(tower_sessions::MemoryStore::default());
+        Sessions::with_store(store, &SessionConfig::default(), false, None)
+    }
+
+    /// Two logins racing on the index can drop one of them from it (last writer wins); the
+    /// revocation record must still end that session.
+    #[tokio::test]
+    async fn revocation_ends_sessions_the_index_lost() {
+        let s = sessions();
+        let now = Timestamp::now();
+        let lost = s.create(data("alice", "A"), now).await.unwrap();
+        for key in [Key::Sid.index(), Key::Sub.index()] {
+            let value = if key == "sid" { "A" } else { "alice" };
+            let id = derived_id(key, "https://idp", value);
+            s.inner.store.delete(&id).await.unwrap();
+        }
+        assert!(s.load(&browser(&lost), now).await.unwrap().is_some());
+        assert_eq!(s.end_by_sid("https://idp", "A").await.unwrap(), 0);
+        assert!(s.load(&browser(&lost), now).await.unwrap().is_none());
+
+        let lost = s.create(data("bob", "B"), now).await.unwrap();
+        let id = derived_id(Key::Sub.index(), "https://idp", "bob");
+        s.inner.store.delete(&id).await.unwrap();
+        let id = derived_id(Key::Sid.index(), "https://idp", "B");
+        s.inner.store.delete(&id).await.unwrap();
+        assert_eq!(s.end_by_subject("https://idp", "bob").await.unwrap(), 0);
+        assert!(s.load(&browser(&lost), now).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_index_keeps_a_bounded_number_of_ids() {
+        let s = sessions();
+        let now = Timestamp::now();
+        for _ in 0..(INDEX_LIMIT + 5) {
+            s.create(data("carol", "C"), now).await.unwrap();
+        }
+        let id = derived_id(Key::Sub.index(), "https://idp", "carol");
+        let record = s.inner.store.load(&id).await.unwrap().unwrap();
+        let index = from_record::<SessionIndex>(&record).unwrap();
+        assert_eq!(index.sessions.len(), INDEX_LIMIT);
+        // The oldest five fell out of the index but are still ended by the revocation.
+        assert_eq!(s.end_by_sid("https://idp", "C").await.unwrap(), INDEX_LIMIT);
+    }
+}
