@@ -182,7 +182,7 @@ mod tests {
     }
 
     fn sessions() -> Sessions {
-        let store = AnyStore::Memory(tower_sessions::MemoryStore::default());
+        let store = AnyStore::Memory(crate::session::SweptMemoryStore::default());
         Sessions::with_store(store, &SessionConfig::default(), false, None)
     }
 

@@ -22,10 +22,12 @@ mod cookie;
 mod data;
 mod login;
 mod logout;
+mod memory;
 mod refresh;
 mod store;
 
 pub use data::{LoginState, SessionData};
+pub use memory::SweptMemoryStore;
 pub use refresh::RefreshGuard;
 pub use store::AnyStore;
 
@@ -92,7 +94,7 @@ struct Inner {
     idle: i64,
     absolute: i64,
     refresh: refresh::RefreshLocks,
-    /// Deletes expired rows (SQL stores); stopped when the last clone goes away.
+    /// Deletes expired records (SQL and memory stores); stopped when the last clone goes away.
     sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 

@@ -1,5 +1,5 @@
 //! [`AnyStore`]: the session store chosen at runtime from `[session] store`, one enum over the
-//! tower-sessions stores (memory, SQLite, Postgres, Redis) implementing their common
+//! tower-sessions SQL and Redis stores and a swept in-memory store, implementing their common
 //! [`SessionStore`] trait, plus connecting, migrating and the expired-record sweeper. It knows
 //! nothing of what the records mean.
 
@@ -9,7 +9,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
-use tower_sessions::MemoryStore;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions_redis_store::RedisStore;
@@ -17,10 +16,10 @@ use tower_sessions_redis_store::fred::prelude::{Builder, ClientLike, Config as R
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use super::SessionError;
+use super::memory::SweptMemoryStore;
 use crate::config::SessionStoreKind;
 
-/// How often the SQL stores delete expired records (Redis expires keys itself; the memory
-/// store filters on load).
+/// How often the SQL and memory stores delete expired records (Redis expires keys itself).
 const SWEEP_EVERY: Duration = Duration::from_secs(300);
 /// Bound on connecting to a store at startup.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,7 +28,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub enum AnyStore {
     /// In this process only.
-    Memory(MemoryStore),
+    Memory(SweptMemoryStore),
     /// A SQLite file.
     Sqlite(SqliteStore),
     /// Postgres, shared by every instance.
@@ -47,7 +46,11 @@ impl AnyStore {
         let setup =
             |e: &dyn std::fmt::Display| SessionError::Setup(format!("{}: {e}", kind.name()));
         match kind {
-            SessionStoreKind::Memory => Ok((AnyStore::Memory(MemoryStore::default()), None)),
+            SessionStoreKind::Memory => {
+                let store = SweptMemoryStore::default();
+                let sweeper = store.sweep(SWEEP_EVERY);
+                Ok((AnyStore::Memory(store), Some(sweeper)))
+            }
             SessionStoreKind::Sqlite(url) => {
                 let options = SqliteConnectOptions::from_str(url)
                     .map_err(|e| setup(&e))?
