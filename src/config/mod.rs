@@ -16,12 +16,14 @@ mod file;
 mod later;
 mod route;
 mod rule;
+mod session;
 #[cfg(test)]
 mod tests;
 mod time_window;
 mod types;
 
 pub use duration::{parse_duration, parse_size};
+pub use session::{SessionConfig, SessionStoreKind};
 pub use types::*;
 
 use std::fmt;

@@ -22,6 +22,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[[routes]]`, in file order (selection never depends on it).
     pub routes: Vec<RouteConfig>,
+    /// `[session]`: where browser sessions live, the cookie, the timeouts.
+    pub session: super::SessionConfig,
 }
 
 /// `[server]`.

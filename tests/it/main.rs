@@ -11,6 +11,7 @@ mod h2;
 mod headers;
 mod limits;
 mod process;
+mod sessions;
 mod shutdown;
 mod streaming;
 mod upstreams;
