@@ -11,6 +11,7 @@ mod errors;
 mod h2;
 mod headers;
 mod limits;
+mod oidc_login;
 mod oidc_provider;
 mod oidc_provider_selftest;
 mod process;

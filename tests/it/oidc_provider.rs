@@ -1,7 +1,8 @@
 //! The real, independent OpenID provider for integration tests: spawns `node
 //! tests/oidc/server.mjs` (npm `oidc-provider`, see that file for what it serves) on an
 //! ephemeral 127.0.0.1 port, waits for its `READY <issuer>` line and kills it on drop. It only
-//! drives the provider (tokens, login, logout, key rotation); it never calls portcullis.
+//! drives the provider (tokens, client registration, key rotation; the browser-side login and
+//! logout flows are in [`crate::oidc_login`]); it never calls portcullis.
 //!
 //! Without `node` or `tests/oidc/node_modules`, [`OidcProvider::start`] prints a skip reason and
 //! returns `None`, except under `CI=true`, where a missing provider is a failure.
@@ -17,11 +18,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Url;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-use crate::browser::{Browser, location, parse_form};
 
 /// The confidential web client (authorization code + refresh, client_secret_basic).
 pub const WEB_CLIENT_ID: &str = "portcullis";
@@ -77,23 +75,6 @@ pub struct OidcProvider {
     keys_file: PathBuf,
     stderr_file: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-/// A PKCE pair (RFC 7636, S256).
-pub struct Pkce {
-    pub verifier: String,
-    pub challenge: String,
-}
-
-impl Pkce {
-    pub fn new() -> Pkce {
-        let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        Pkce {
-            verifier,
-            challenge,
-        }
-    }
 }
 
 fn project_dir() -> &'static Path {
@@ -287,28 +268,6 @@ impl OidcProvider {
             .unwrap()
     }
 
-    /// An authorization request URL for the web client (PKCE S256, the given scope).
-    pub fn authorize_url(
-        &self,
-        redirect_uri: &str,
-        scope: &str,
-        state: &str,
-        nonce: &str,
-        pkce: &Pkce,
-    ) -> String {
-        let mut url = Url::parse(&self.url("/auth")).unwrap();
-        url.query_pairs_mut()
-            .append_pair("client_id", WEB_CLIENT_ID)
-            .append_pair("response_type", "code")
-            .append_pair("scope", scope)
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("state", state)
-            .append_pair("nonce", nonce)
-            .append_pair("code_challenge", &pkce.challenge)
-            .append_pair("code_challenge_method", "S256");
-        url.into()
-    }
-
     /// Token endpoint call as the web client; returns (status, JSON body).
     pub async fn token_request(&self, form: &[(&str, &str)]) -> (u16, Value) {
         let response = self
@@ -321,101 +280,6 @@ impl OidcProvider {
             .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Logs `username` in through the provider's form, starting from `authorize_url` (the
-    /// provider's authorization endpoint with its query, e.g. the `Location` portcullis
-    /// answered), and returns the URL the provider finally redirects OUT to (the relying
-    /// party's callback with `code`, `state` and `iss`, or with `error`) WITHOUT requesting it.
-    pub async fn login(&self, browser: &Browser, authorize_url: &str, username: &str) -> Url {
-        let mut current = Url::parse(authorize_url).unwrap();
-        let mut pending = None;
-        let mut logged_in = false;
-        for _ in 0..20 {
-            let response = match pending.take() {
-                Some(form) => browser.submit(&form).await,
-                None => browser.get(current.as_str()).await,
-            };
-            if response.status().is_redirection() {
-                let next = location(&response, &current).expect("redirect without Location");
-                if next.origin() != self.issuer.origin() {
-                    return next;
-                }
-                current = next;
-                continue;
-            }
-            let status = response.status();
-            let body = response.text().await.unwrap();
-            let page_url = current.clone();
-            match parse_form(&body, &page_url) {
-                Some(mut form) if status == 200 && body.contains("name=\"login\"") => {
-                    assert!(!logged_in, "provider refused login {username:?}:\n{body}");
-                    form.set("login", username);
-                    logged_in = true;
-                    pending = Some(form);
-                }
-                _ => panic!("unexpected provider answer at {current}: {status}\n{body}"),
-            }
-        }
-        panic!("login as {username} did not leave the provider within 20 steps");
-    }
-
-    /// The end-session URL for RP-initiated logout.
-    pub fn end_session_url(
-        &self,
-        id_token_hint: Option<&str>,
-        post_logout_redirect_uri: Option<&str>,
-        state: Option<&str>,
-    ) -> String {
-        let mut url = Url::parse(&self.url("/session/end")).unwrap();
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(hint) = id_token_hint {
-                query.append_pair("id_token_hint", hint);
-            }
-            if let Some(uri) = post_logout_redirect_uri {
-                query.append_pair("post_logout_redirect_uri", uri);
-            }
-            if let Some(state) = state {
-                query.append_pair("state", state);
-            }
-        }
-        url.into()
-    }
-
-    /// Drives the provider's logout confirmation from `end_session_url` (e.g. the `Location`
-    /// portcullis answered its logout with): submits the confirmation form and returns where
-    /// the provider redirects OUT to (`post_logout_redirect_uri?state=..`), or None when it
-    /// ends on its own "signed out" page. The provider sends back-channel logout tokens before
-    /// answering the confirmation.
-    pub async fn logout_confirm(&self, browser: &Browser, end_session_url: &str) -> Option<Url> {
-        let mut current = Url::parse(end_session_url).unwrap();
-        let mut pending = None;
-        for _ in 0..10 {
-            let response = match pending.take() {
-                Some(form) => browser.submit(&form).await,
-                None => browser.get(current.as_str()).await,
-            };
-            if response.status().is_redirection() {
-                let next = location(&response, &current).expect("redirect without Location");
-                if next.origin() != self.issuer.origin() {
-                    return Some(next);
-                }
-                current = next;
-                continue;
-            }
-            let status = response.status();
-            let body = response.text().await.unwrap();
-            if status == 200 && body.contains("xsrf") {
-                let mut form = parse_form(&body, &current).unwrap();
-                form.set("logout", "yes");
-                pending = Some(form);
-                continue;
-            }
-            assert_eq!(status, 200, "logout failed at {current}:\n{body}");
-            return None;
-        }
-        panic!("logout did not finish within 10 steps");
     }
 
     /// Adds new signing keys (ES256 and RS256, new kids) first in the JWKS; old keys stay

@@ -8,6 +8,7 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::Value;
 
 use crate::browser::Browser;
+use crate::oidc_login::Pkce;
 use crate::oidc_provider::*;
 use crate::support::{client, text, upstream};
 
