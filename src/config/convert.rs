@@ -46,8 +46,16 @@ pub(crate) fn convert(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let server = convert_server(&file.server, &mut problems);
     super::later::check_later_sections(&file, &mut problems);
     let routes = super::route::convert_routes(&file.routes, &mut problems);
+    let audit = file
+        .audit
+        .as_ref()
+        .map(|audit| super::audit::convert_audit(audit, &mut problems));
     match server {
-        Some(server) if problems.0.is_empty() => Ok(Config { server, routes }),
+        Some(server) if problems.0.is_empty() => Ok(Config {
+            server,
+            routes,
+            audit,
+        }),
         _ => Err(problems.0),
     }
 }

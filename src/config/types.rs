@@ -22,6 +22,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[[routes]]`, in file order (selection never depends on it).
     pub routes: Vec<RouteConfig>,
+    /// `[audit]`; None = no audit trail (and no cost).
+    pub audit: Option<super::AuditConfig>,
 }
 
 /// `[server]`.
