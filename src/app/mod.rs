@@ -32,6 +32,8 @@ pub struct AppState {
     pub routes: RouteTable,
     /// One upstream side per route, in config order.
     pub proxies: Vec<RouteProxy>,
+    /// The audit trail; None without `[audit]` (then nothing is recorded, at no cost).
+    pub audit: Option<Arc<crate::audit::Audit>>,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             config: Arc::new(config),
             routes,
             proxies,
+            audit: None,
         })
     }
 }
@@ -59,7 +62,13 @@ impl AppState {
 /// The main listener's router: reserved `/.portcullis/` endpoints, everything else to the
 /// gateway.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().fallback(gateway::handle).with_state(state)
+    Router::new()
+        .route(
+            "/.portcullis/api/audit",
+            axum::routing::get(crate::audit::api::handle),
+        )
+        .fallback(gateway::handle)
+        .with_state(state)
 }
 
 /// A running instance.
@@ -70,6 +79,7 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    audit: Option<crate::audit::AuditRuntime>,
 }
 
 impl Running {
@@ -79,6 +89,10 @@ impl Running {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        // After the listeners: every request that got an answer has queued its event.
+        if let Some(audit) = self.audit {
+            audit.shutdown(std::time::Duration::from_secs(4)).await;
         }
     }
 }
@@ -90,7 +104,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(tls) => Some(tls::acceptor(tls).await?),
         None => None,
     };
-    let state = Arc::new(AppState::new(config)?);
+    let audit = match &config.audit {
+        Some(audit) => Some(crate::audit::setup::start(audit, &config).await?),
+        None => None,
+    };
+    let mut state = AppState::new(config)?;
+    state.audit = audit.as_ref().map(|a| a.audit.clone());
+    let state = Arc::new(state);
     let listener = TcpListener::bind(server.listen)
         .await
         .with_context(|| format!("server.listen: cannot bind {}", server.listen))?;
@@ -116,6 +136,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let _ = admin::metrics_handle();
     let readiness = Arc::new(Readiness::default());
+    if let Some(audit) = &audit {
+        readiness.watch_audit(audit.audit.sink.writable_flag());
+    }
     let (stop, stopped) = watch::channel(false);
     let mut tasks = vec![tokio::spawn(listener::serve(
         listener,
@@ -140,6 +163,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin_addr,
         stop,
         tasks,
+        audit,
     })
 }
 

@@ -7,19 +7,32 @@
 //!
 //! Files: `event` (the row), `redact`, `chain`, `store` (contract, filter, cursor, SQL),
 //! `sql_store` (the shared implementation), `sqlite`, `postgres`, `spool`, `writer`,
-//! `retention`, `verify`, `query` (CLI output), `request` (the gateway's per-request
-//! record), `api` (`GET /.portcullis/api/audit`), `setup` (startup from config).
+//! `retention`, `verify`, `query` (CLI output), `cli` (`audit query|verify`), `request`
+//! (the gateway's per-request record), `api` (`GET /.portcullis/api/audit`), `setup`
+//! (startup from config).
 
+pub mod api;
 pub mod chain;
+pub mod cli;
 pub mod event;
 pub mod postgres;
+pub mod query;
 pub mod redact;
+pub mod request;
+pub mod retention;
+pub mod setup;
+pub mod spool;
 mod sql_store;
 pub mod sqlite;
 pub mod store;
+pub mod verify;
+pub mod writer;
 
 pub use event::{AuditEvent, StoredEvent};
 pub use redact::Redactor;
+pub use request::{RequestAudit, RequestStart};
+pub use setup::{Audit, AuditRuntime};
+pub use writer::{AuditError, AuditFull, AuditSink, AuditSlot};
 pub use store::{AuditFilter, AuditStore, Checkpoint, Cursor, Page, StoreError};
 
 use postgres::PgStore;
