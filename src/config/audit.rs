@@ -196,8 +196,15 @@ fn count(p: &mut Problems, path: &str, value: Option<i64>, default: usize) -> us
 }
 
 fn redact(file: &AuditFile, p: &mut Problems) -> RedactConfig {
+    let hmac_key = file
+        .hmac_key
+        .as_deref()
+        .and_then(|text| p.parsed_opt("audit.hmac_key", SecretRef::parse(text)));
     let Some(redact) = &file.redact else {
-        return RedactConfig::default();
+        return RedactConfig {
+            hmac_key,
+            ..RedactConfig::default()
+        };
     };
     let mut headers = Vec::new();
     for (i, name) in redact.headers.iter().flatten().enumerate() {
@@ -230,10 +237,6 @@ fn redact(file: &AuditFile, p: &mut Problems) -> RedactConfig {
             ),
         }
     }
-    let hmac_key = file
-        .hmac_key
-        .as_deref()
-        .and_then(|text| p.parsed_opt("audit.hmac_key", SecretRef::parse(text)));
     RedactConfig {
         headers,
         query,

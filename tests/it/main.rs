@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod audit;
 mod cli;
 mod errors;
 mod h2;
