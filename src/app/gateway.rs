@@ -61,7 +61,12 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         client_ip,
         started,
     };
-    let mut audit = match state.audit.as_ref().map(|a| a.begin(&req, start)).transpose() {
+    let mut audit = match state
+        .audit
+        .as_ref()
+        .map(|a| a.begin(&req, start))
+        .transpose()
+    {
         Ok(audit) => audit,
         Err(_) => return audit_unavailable(&route_id, id, started, html),
     };

@@ -131,7 +131,10 @@ async fn search(store: &super::Store, q: ApiQuery) -> Response {
         }
         Err(e) => {
             tracing::warn!(error = %e, "audit search failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "the audit store is unavailable")
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the audit store is unavailable",
+            )
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::config::{self, AuditConfig};
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Search the audit trail (newest first).
-    Query(QueryArgs),
+    Query(Box<QueryArgs>),
     /// Check every hash chain; exit non-zero naming the first broken event.
     Verify {
         /// Config file (TOML).
@@ -69,7 +69,7 @@ pub struct QueryArgs {
 /// Runs one `audit` subcommand.
 pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Query(args) => run_query(args).await,
+        AuditCommand::Query(args) => run_query(*args).await,
         AuditCommand::Verify { config } => {
             let store = open(&config).await?;
             let report = verify::verify(&store).await?;

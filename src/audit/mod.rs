@@ -32,8 +32,8 @@ pub use event::{AuditEvent, StoredEvent};
 pub use redact::Redactor;
 pub use request::{RequestAudit, RequestStart};
 pub use setup::{Audit, AuditRuntime};
-pub use writer::{AuditError, AuditFull, AuditSink, AuditSlot};
 pub use store::{AuditFilter, AuditStore, Checkpoint, Cursor, Page, StoreError};
+pub use writer::{AuditError, AuditFull, AuditSink, AuditSlot};
 
 use postgres::PgStore;
 use sqlite::SqliteStore;

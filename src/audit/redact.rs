@@ -88,7 +88,11 @@ impl Redactor {
     /// Builds from config; `hmac_key` keys the `hmac` pseudonyms.
     pub fn new(config: &RedactConfig, hmac_key: Vec<u8>) -> Self {
         Redactor {
-            headers: config.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            headers: config
+                .headers
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
             query: config.query.iter().map(|q| normalize_name(q)).collect(),
             claims: config.claims.clone(),
             key: hmac_key,

@@ -46,7 +46,10 @@ fn deny_list_hides_credentials_whatever_the_config() {
 #[test]
 fn repeated_parameters_are_each_hidden() {
     let out = redactor().query("token=a1&token=b2&x=1&token=c3");
-    assert_eq!(out, "token=[redacted]&token=[redacted]&x=1&token=[redacted]");
+    assert_eq!(
+        out,
+        "token=[redacted]&token=[redacted]&x=1&token=[redacted]"
+    );
 }
 
 #[test]
@@ -112,7 +115,12 @@ fn jwt_shaped_values_are_hidden_under_any_name() {
 #[test]
 fn headers_deny_list_and_config() {
     let r = redactor();
-    for name in ["Authorization", "cookie", "Set-Cookie", "proxy-authorization"] {
+    for name in [
+        "Authorization",
+        "cookie",
+        "Set-Cookie",
+        "proxy-authorization",
+    ] {
         assert_eq!(r.header(name, b"v"), None, "{name}");
     }
     assert_eq!(r.header("x-tenant-secret", b"v"), None);
@@ -124,7 +132,10 @@ fn headers_deny_list_and_config() {
 fn claims_follow_their_actions() {
     let r = redactor();
     let pseudonym = r.claim("email", "alice@corp.example").unwrap();
-    assert!(pseudonym.starts_with("hmac:") && pseudonym.len() == 37, "{pseudonym}");
+    assert!(
+        pseudonym.starts_with("hmac:") && pseudonym.len() == 37,
+        "{pseudonym}"
+    );
     assert_eq!(r.claim("email", "alice@corp.example").unwrap(), pseudonym);
     assert_ne!(r.claim("email", "bob@corp.example").unwrap(), pseudonym);
     let other_key = Redactor::new(&RedactConfig::default(), b"other".to_vec());

@@ -138,7 +138,8 @@ impl RequestAudit {
             return Ok(());
         };
         event.status = Some(i64::from(status.as_u16()));
-        event.latency_us = Some(i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX));
+        event.latency_us =
+            Some(i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX));
         event.upstream = upstream.map(str::to_owned);
         if event.decision.as_deref() == Some(Outcome::Allow.as_str())
             && upstream.is_none()

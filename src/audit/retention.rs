@@ -33,9 +33,8 @@ pub async fn run_once<S: AuditStore>(
             })
             .collect();
         let mut event = AuditEvent::new(kind::RETENTION, now);
-        event.detail = Some(
-            serde_json::json!({ "cutoff": cutoff, "checkpoints": checkpoints }).to_string(),
-        );
+        event.detail =
+            Some(serde_json::json!({ "cutoff": cutoff, "checkpoints": checkpoints }).to_string());
         if sink.record(event).is_err() {
             tracing::warn!("audit queue full: the retention run is not recorded as an event");
         }

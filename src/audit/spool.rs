@@ -173,7 +173,13 @@ mod tests {
         let mut spool = Spool::open(dir.path(), "i").unwrap();
         assert_eq!(spool.pending(), 2);
         spool.append(&events(&mut chain, 1)).unwrap();
-        let seqs: Vec<i64> = spool.read_from(0, 10).unwrap().0.iter().map(|e| e.seq).collect();
+        let seqs: Vec<i64> = spool
+            .read_from(0, 10)
+            .unwrap()
+            .0
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, [1, 2, 3]);
     }
 }

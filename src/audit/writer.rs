@@ -110,7 +110,11 @@ impl AuditSink {
 
     /// Reserves a place for one event.
     pub fn reserve(&self) -> Result<AuditSlot, AuditFull> {
-        self.tx.clone().try_reserve_owned().map(AuditSlot).map_err(|_| full())
+        self.tx
+            .clone()
+            .try_reserve_owned()
+            .map(AuditSlot)
+            .map_err(|_| full())
     }
 
     /// Queues `event` and waits until it is durably stored (committed to the database, or
@@ -332,7 +336,9 @@ impl<S: AuditStore> Writer<S> {
         let mut offset = 0;
         loop {
             let max = self.options.batch_size;
-            let read = self.with_spool(move |spool| spool.read_from(offset, max)).await;
+            let read = self
+                .with_spool(move |spool| spool.read_from(offset, max))
+                .await;
             let (events, next) = match read {
                 Ok(read) => read,
                 Err(error) => {

@@ -121,9 +121,10 @@ pub(crate) fn convert_audit(file: &AuditFile, p: &mut Problems) -> AuditConfig {
             Durability::Async
         }
     };
-    let retention = file.retention.as_deref().map(|text| {
-        positive_duration(p, "audit.retention", Some(text), Duration::from_secs(1))
-    });
+    let retention = file
+        .retention
+        .as_deref()
+        .map(|text| positive_duration(p, "audit.retention", Some(text), Duration::from_secs(1)));
     if let Some(instance) = &file.instance {
         let ok = !instance.is_empty()
             && instance.len() <= 128

@@ -25,7 +25,10 @@ const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A fresh database of either kind, removed on `close`.
 enum Db {
-    Sqlite(SqliteStore, #[allow(dead_code, reason = "kept alive")] tempfile::TempDir),
+    Sqlite(
+        SqliteStore,
+        #[allow(dead_code, reason = "kept alive")] tempfile::TempDir,
+    ),
     Postgres(PgStore, String),
 }
 
@@ -169,20 +172,41 @@ async fn store_appends_queries_filters_and_pages() {
         };
         let f = AuditFilter::default;
         assert_eq!(count(f()).await, 40, "{name}");
-        let denies = AuditFilter { decision: Some("deny".into()), ..f() };
+        let denies = AuditFilter {
+            decision: Some("deny".into()),
+            ..f()
+        };
         assert_eq!(count(denies).await, 10 + 4, "{name}");
-        let status = AuditFilter { status: Some(403), ..f() };
+        let status = AuditFilter {
+            status: Some(403),
+            ..f()
+        };
         assert_eq!(count(status).await, 14, "{name}");
-        let subject = AuditFilter { subject: Some("user1".into()), ..f() };
+        let subject = AuditFilter {
+            subject: Some("user1".into()),
+            ..f()
+        };
         assert_eq!(count(subject).await, 8 + 3, "{name}");
-        let route = AuditFilter { route: Some("billing".into()), ..f() };
+        let route = AuditFilter {
+            route: Some("billing".into()),
+            ..f()
+        };
         assert_eq!(count(route).await, 40, "{name}");
-        let none = AuditFilter { route: Some("nope".into()), ..f() };
+        let none = AuditFilter {
+            route: Some("nope".into()),
+            ..f()
+        };
         assert_eq!(count(none).await, 0, "{name}");
         // Free text is case-insensitive; LIKE wildcards in it are literal.
-        let text = AuditFilter { text: Some("page_403".into()), ..f() };
+        let text = AuditFilter {
+            text: Some("page_403".into()),
+            ..f()
+        };
         assert_eq!(count(text).await, 14, "{name}");
-        let wildcard = AuditFilter { text: Some("page%403".into()), ..f() };
+        let wildcard = AuditFilter {
+            text: Some("page%403".into()),
+            ..f()
+        };
         assert_eq!(count(wildcard).await, 0, "{name}");
         let window = AuditFilter {
             since: Some(format_ts("2026-01-01T00:00:05Z".parse().unwrap())),
@@ -197,7 +221,11 @@ async fn store_appends_queries_filters_and_pages() {
         loop {
             let page = store.query(&f(), cursor.as_ref(), 7).await.unwrap();
             assert!(page.events.len() <= 7);
-            seen.extend(page.events.iter().map(|e| (e.event.ts.clone(), e.event.id.clone())));
+            seen.extend(
+                page.events
+                    .iter()
+                    .map(|e| (e.event.ts.clone(), e.event.id.clone())),
+            );
             match page.next {
                 Some(next) => cursor = Some(next),
                 None => break,
@@ -230,8 +258,10 @@ async fn verify_catches_edits_deletes_and_swaps() {
         assert_eq!(report.broken, None, "{name}");
 
         // Edited in place.
-        db.exec("UPDATE audit_events SET subject = 'mallory' WHERE instance = 'gate-a' AND seq = 4")
-            .await;
+        db.exec(
+            "UPDATE audit_events SET subject = 'mallory' WHERE instance = 'gate-a' AND seq = 4",
+        )
+        .await;
         let broken = verify(&store).await.unwrap().broken;
         assert!(
             matches!(&broken, Some(Break::Modified { instance, seq: 4, .. }) if instance == "gate-a"),
@@ -240,7 +270,8 @@ async fn verify_catches_edits_deletes_and_swaps() {
 
         // Deleted.
         reset().await;
-        db.exec("DELETE FROM audit_events WHERE instance = 'gate-b' AND seq = 2").await;
+        db.exec("DELETE FROM audit_events WHERE instance = 'gate-b' AND seq = 2")
+            .await;
         let broken = verify(&store).await.unwrap().broken;
         assert!(
             matches!(&broken, Some(Break::Deleted { instance, expected_seq: 2, seq: 3, .. }) if instance == "gate-b"),
@@ -312,14 +343,32 @@ async fn retention_deletes_a_prefix_and_verify_resumes_at_the_checkpoint() {
         assert_eq!(report.broken, None, "{name}");
         assert_eq!(report.events, 5);
         let recorded = store
-            .query(&AuditFilter { kind: Some("retention".into()), ..Default::default() }, None, 10)
+            .query(
+                &AuditFilter {
+                    kind: Some("retention".into()),
+                    ..Default::default()
+                },
+                None,
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(recorded.events.len(), 1, "{name}");
-        assert!(recorded.events[0].event.detail.as_deref().unwrap().contains("\"deleted\":6"));
+        assert!(
+            recorded.events[0]
+                .event
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("\"deleted\":6")
+        );
         // Deleting past the checkpoint is still caught.
-        db.exec("DELETE FROM audit_events WHERE instance = 'gate-r' AND seq = 7").await;
-        assert!(matches!(verify(&store).await.unwrap().broken, Some(Break::Deleted { .. })));
+        db.exec("DELETE FROM audit_events WHERE instance = 'gate-r' AND seq = 7")
+            .await;
+        assert!(matches!(
+            verify(&store).await.unwrap().broken,
+            Some(Break::Deleted { .. })
+        ));
         handle.shutdown(Duration::from_secs(5)).await;
         db.close().await;
     }
@@ -426,8 +475,12 @@ impl Cut {
 
 #[tokio::test]
 async fn postgres_outage_spools_then_replays_without_loss_or_duplicates() {
-    let Some(db) = Db::postgres().await else { return };
-    let Db::Postgres(_, name) = &db else { unreachable!() };
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let Db::Postgres(_, name) = &db else {
+        unreachable!()
+    };
     let mut cut = Cut::start().await;
     let store = Store::Postgres(PgStore::open(&pg_url(name, cut.port)).await.unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -448,7 +501,10 @@ async fn postgres_outage_spools_then_replays_without_loss_or_duplicates() {
     cut.down().await;
     record(300, 300);
     sink.flush().await;
-    assert!(!sink.store_writable(), "spooling while the database is away");
+    assert!(
+        !sink.store_writable(),
+        "spooling while the database is away"
+    );
     // Strict commits while away are durable in the spool.
     sink.record_committed(AuditEvent::new(kind::REQUEST, jiff::Timestamp::now()))
         .await
@@ -456,7 +512,11 @@ async fn postgres_outage_spools_then_replays_without_loss_or_duplicates() {
     record(99, 601);
     sink.flush().await;
     let spooled = std::fs::read_to_string(dir.path().join("gate-o.jsonl")).unwrap();
-    assert!(spooled.lines().count() >= 300, "{}", spooled.lines().count());
+    assert!(
+        spooled.lines().count() >= 300,
+        "{}",
+        spooled.lines().count()
+    );
     assert_eq!(db.count().await, 300, "nothing reached the database");
 
     cut.up().await;
@@ -464,14 +524,21 @@ async fn postgres_outage_spools_then_replays_without_loss_or_duplicates() {
     while !sink.store_writable() || db.count().await < 700 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += 1;
-        assert!(waited < 150, "replay did not finish: {} rows", db.count().await);
+        assert!(
+            waited < 150,
+            "replay did not finish: {} rows",
+            db.count().await
+        );
     }
     record(100, 700);
     handle.shutdown(Duration::from_secs(5)).await;
     assert_eq!(db.count().await, 800);
     let report = verify(&store).await.unwrap();
     assert_eq!((report.events, report.broken), (800, None));
-    assert_eq!(std::fs::read_to_string(dir.path().join("gate-o.jsonl")).unwrap(), "");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("gate-o.jsonl")).unwrap(),
+        ""
+    );
     db.close().await;
 }
 
@@ -502,20 +569,32 @@ async fn requests_are_recorded_redacted_end_to_end() {
     let routes = public_route("open", "/", &[up], "");
     let proxy = start_proxy(&audit_config(dir.path(), "", &routes)).await;
     let client = client();
-    let response = client
-        .get(proxy.url("/x/y?access_token=XSECRETX&code=YSECRETY&keep=visible&%61ccess_token=ZSECRETZ"))
-        .header("authorization", "Bearer TOKENTOKEN")
-        .header("cookie", "portcullis=COOKIEVALUE")
-        .header("user-agent", "it-test/1")
-        .send()
-        .await
-        .unwrap();
+    let response =
+        client
+            .get(proxy.url(
+                "/x/y?access_token=XSECRETX&code=YSECRETY&keep=visible&%61ccess_token=ZSECRETZ",
+            ))
+            .header("authorization", "Bearer TOKENTOKEN")
+            .header("cookie", "portcullis=COOKIEVALUE")
+            .header("user-agent", "it-test/1")
+            .send()
+            .await
+            .unwrap();
     assert_eq!(response.status(), 200);
-    let decision_id = response.headers().get("x-portcullis-decision-id").map(|v| v.to_str().unwrap().to_owned());
+    let decision_id = response
+        .headers()
+        .get("x-portcullis-decision-id")
+        .map(|v| v.to_str().unwrap().to_owned());
     proxy.shutdown().await;
 
     let text = all_rows_text(dir.path()).await;
-    for secret in ["XSECRETX", "YSECRETY", "ZSECRETZ", "TOKENTOKEN", "COOKIEVALUE"] {
+    for secret in [
+        "XSECRETX",
+        "YSECRETY",
+        "ZSECRETZ",
+        "TOKENTOKEN",
+        "COOKIEVALUE",
+    ] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
     let store = SqliteStore::open(&format!("sqlite://{}/audit.db", dir.path().display()))
@@ -534,7 +613,13 @@ async fn requests_are_recorded_redacted_end_to_end() {
         Some("access_token=[redacted]&code=[redacted]&keep=visible&%61ccess_token=[redacted]")
     );
     assert_eq!(request.user_agent.as_deref(), Some("it-test/1"));
-    assert!(request.upstream.as_deref().unwrap().starts_with("http://127.0.0.1:"));
+    assert!(
+        request
+            .upstream
+            .as_deref()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
     assert_eq!(request.rule.as_deref(), Some("allow[0]"));
     assert_eq!(request.policy_version.as_deref().map(str::len), Some(64));
     assert!(request.latency_us.unwrap() > 0);
@@ -577,7 +662,12 @@ async fn strict_mode_records_decision_then_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let up = echo_upstream().await;
     let routes = public_route("open", "/", &[up], "");
-    let proxy = start_proxy(&audit_config(dir.path(), "durability = \"strict\"", &routes)).await;
+    let proxy = start_proxy(&audit_config(
+        dir.path(),
+        "durability = \"strict\"",
+        &routes,
+    ))
+    .await;
     let response = client().get(proxy.url("/s")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     proxy.shutdown().await;
@@ -587,7 +677,10 @@ async fn strict_mode_records_decision_then_outcome() {
     let events = store.verify_page(None, 100).await.unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.event.kind.as_str()).collect();
     assert_eq!(kinds, ["config_load", "request", "outcome"]);
-    assert_eq!(events[1].event.status, None, "committed before the upstream answered");
+    assert_eq!(
+        events[1].event.status, None,
+        "committed before the upstream answered"
+    );
     assert_eq!(events[2].event.status, Some(200));
     assert_eq!(events[1].event.decision_id, events[2].event.decision_id);
 }
@@ -596,10 +689,14 @@ async fn strict_mode_records_decision_then_outcome() {
 async fn the_audit_api_is_guarded_and_audited() {
     let dir = tempfile::tempdir().unwrap();
     let up = echo_upstream().await;
-    let routes = public_route("open", "/", &[up.clone()], "");
+    let routes = public_route("open", "/", &[up], "");
     let proxy = start_proxy(&audit_config(dir.path(), "", &routes)).await;
     let client = client();
-    let denied = client.get(proxy.url("/.portcullis/api/audit")).send().await.unwrap();
+    let denied = client
+        .get(proxy.url("/.portcullis/api/audit"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(denied.status(), 401, "anonymous callers must log in");
     proxy.shutdown().await;
 
@@ -612,7 +709,11 @@ async fn the_audit_api_is_guarded_and_audited() {
     ))
     .await;
     for i in 0..5 {
-        client.get(proxy.url(&format!("/p{i}"))).send().await.unwrap();
+        client
+            .get(proxy.url(&format!("/p{i}")))
+            .send()
+            .await
+            .unwrap();
     }
     let mut total = 0;
     let mut url = proxy.url("/.portcullis/api/audit?kind=request&limit=2");
@@ -622,15 +723,60 @@ async fn the_audit_api_is_guarded_and_audited() {
         total += body["events"].as_array().unwrap().len();
         match body["next"].as_str() {
             Some(next) => {
-                url = proxy.url(&format!("/.portcullis/api/audit?kind=request&limit=2&cursor={next}"))
+                url = proxy.url(&format!(
+                    "/.portcullis/api/audit?kind=request&limit=2&cursor={next}"
+                ))
             }
             None => break,
         }
     }
     assert_eq!(total, 5);
-    let bad = client.get(proxy.url("/.portcullis/api/audit?cursor=zz")).send().await.unwrap();
+    let bad = client
+        .get(proxy.url("/.portcullis/api/audit?cursor=zz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     proxy.shutdown().await;
     let text = all_rows_text(dir.path()).await;
     assert!(text.matches("audit_access").count() >= 4, "{text}");
+}
+
+/// Sustained writer throughput (run: `cargo test --test it audit_throughput -- --ignored
+/// --nocapture`; use `--release` for meaningful numbers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn audit_throughput() {
+    for db in Db::both().await {
+        let store = db.store();
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, handle) = writer::start(store.clone(), "bench", dir.path(), options(4096))
+            .await
+            .unwrap();
+        let total = 200_000;
+        let started = std::time::Instant::now();
+        let mut i = 0;
+        while i < total {
+            let mut event = AuditEvent::new(kind::REQUEST, jiff::Timestamp::now());
+            event.route_id = Some("billing".into());
+            event.path = Some(format!("/api/{i}"));
+            event.decision = Some("allow".into());
+            event.status = Some(200);
+            if sink.record(event).is_ok() {
+                i += 1;
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+        sink.flush().await;
+        let rate = total as f64 / started.elapsed().as_secs_f64();
+        eprintln!(
+            "{}: {total} events in {:?}: {rate:.0} events/s",
+            db.name(),
+            started.elapsed()
+        );
+        handle.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(db.count().await, total as i64);
+        db.close().await;
+    }
 }
