@@ -1,5 +1,5 @@
 //! The admin listener (`server.admin_listen`, loopback by default): `/healthz` (the process
-//! is up), `/readyz` (the main listener serves; later also: the audit store is writable) and
+//! is up), `/readyz` (the main listener serves and, with `[audit]`, the audit store is writable) and
 //! `/metrics` (Prometheus text). It never serves user traffic and has no authentication, so it
 //! must not be exposed beyond the host or a private network.
 
@@ -31,6 +31,7 @@ pub mod names {
 #[derive(Debug, Default)]
 pub struct Readiness {
     listener: AtomicBool,
+    audit: OnceLock<Arc<AtomicBool>>,
 }
 
 impl Readiness {
@@ -39,9 +40,18 @@ impl Readiness {
         self.listener.store(true, Ordering::Release);
     }
 
+    /// Makes readiness also require this flag (the audit store is writable).
+    pub fn watch_audit(&self, writable: Arc<AtomicBool>) {
+        let _ = self.audit.set(writable);
+    }
+
     /// Whether every dependency is ready.
     pub fn is_ready(&self) -> bool {
         self.listener.load(Ordering::Acquire)
+            && self
+                .audit
+                .get()
+                .is_none_or(|writable| writable.load(Ordering::Acquire))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `demo` (and the hidden `upstream` used by the
+//! The command line: `serve`, `check`, `demo`, `audit query|verify` (and the hidden `upstream` used by the
 //! benchmark). It parses arguments, sets up logging and the runtime, and calls into the
 //! library; it holds no logic of its own.
 
@@ -45,6 +45,11 @@ pub enum Command {
         /// Where the proxy listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+    },
+    /// Search or verify the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: crate::audit::cli::AuditCommand,
     },
     /// A fast built-in HTTP upstream (echo, or `--fixed` 200 ok) for benchmarks and tests.
     #[command(hide = true)]
@@ -106,6 +111,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             crate::app::serve(config).await
         }
         Command::Demo { listen } => crate::demo::run(listen).await,
+        Command::Audit { command } => crate::audit::cli::run(command).await,
         Command::Upstream { listen, fixed } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             crate::demo::echo_upstream(listener, fixed).await;

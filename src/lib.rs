@@ -19,12 +19,15 @@
 //!   load balancing with passive ejection, timeouts.
 //! - [`app`]: the listeners (plain, TLS, h2c), connection limits, graceful shutdown, the router
 //!   and the gateway handler that ties routes, policy and proxy together.
+//! - [`audit`]: the audit trail: redacted events, per-instance hash chains, the batching
+//!   writer with its spool, SQLite and Postgres stores, verify, query.
 //! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`.
 //! - [`telemetry`]: tracing setup (human or JSON logs).
 //! - [`demo`]: `portcullis demo`: embedded config and a built-in echo upstream.
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -52,14 +52,40 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
     let route_id = route.route().id.clone();
     let trusted = &state.config.server.trusted_proxies;
     let client_ip = proxy::client_ip(conn.peer.ip(), req.headers(), trusted);
+    let start = crate::audit::RequestStart {
+        decision_id: id,
+        route_index: index,
+        route_id: &route_id,
+        host: host.as_deref(),
+        path: &path,
+        client_ip,
+        started,
+    };
+    let mut audit = match state
+        .audit
+        .as_ref()
+        .map(|a| a.begin(&req, start))
+        .transpose()
+    {
+        Ok(audit) => audit,
+        Err(_) => return audit_unavailable(&route_id, id, started, html),
+    };
 
     // Identity sources plug in here, each turning what the request carries into a
     // `Presented`: browser sessions (OIDC release), bearer tokens (bearer release). Until
     // then every caller is anonymous, so only public rules can allow.
     let presented = Presented::Anonymous;
+    if let Some(audit) = audit.as_mut() {
+        audit.presented(&presented);
+    }
     if let Presented::InvalidBearer { reason } = &presented {
         tracing::debug!(request_id = %id, route = %route_id, %reason, "invalid bearer token");
         let status = StatusCode::UNAUTHORIZED;
+        if let Some(audit) = audit.take()
+            && audit.finish(status, None).await.is_err()
+        {
+            return audit_unavailable(&route_id, id, started, html);
+        }
         record(&route_id, "login", status, started);
         return pages::invalid_token(id, html);
     }
@@ -72,6 +98,13 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         identity,
     };
     let decision = policy::evaluate(&route.route().policy, &facts, jiff::Timestamp::now());
+    if let Some(audit) = audit.as_mut() {
+        audit.decided(&decision);
+        // Strict mode: no upstream contact before the decision is committed.
+        if decision.outcome == Outcome::Allow && audit.commit_decision().await.is_err() {
+            return audit_unavailable(&route_id, id, started, html);
+        }
+    }
 
     let response = match (decision.permit(), decision.outcome) {
         (Some(permit), _) => {
@@ -95,6 +128,17 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             html,
         ),
     };
+    if let Some(audit) = audit.take() {
+        let upstream = response.extensions().get::<proxy::ServedBy>();
+        let upstream = upstream.map(|served| served.0.clone());
+        if audit
+            .finish(response.status(), upstream.as_deref())
+            .await
+            .is_err()
+        {
+            return audit_unavailable(&route_id, id, started, html);
+        }
+    }
     record(
         &route_id,
         decision.outcome.as_str(),
@@ -141,6 +185,19 @@ fn upstream_failure(route_id: &str, id: Uuid, error: &ProxyError, html: bool) ->
         _ => "The service behind this address is unavailable.",
     };
     pages::error_page(status, message, id, html)
+}
+
+/// The audit trail cannot take the event: refuse rather than serve unrecorded.
+fn audit_unavailable(route_id: &str, id: Uuid, started: Instant, html: bool) -> Response<Body> {
+    tracing::warn!(request_id = %id, route = route_id, "audit trail full or failing: 503");
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    record(route_id, "error", status, started);
+    pages::error_page(
+        status,
+        "The service is busy; please try again shortly.",
+        id,
+        html,
+    )
 }
 
 fn record(route_id: &str, decision: &'static str, status: StatusCode, started: Instant) {

@@ -33,6 +33,8 @@ pub struct AppState {
     pub routes: RouteTable,
     /// One upstream side per route, in config order.
     pub proxies: Vec<RouteProxy>,
+    /// The audit trail; None without `[audit]` (then nothing is recorded, at no cost).
+    pub audit: Option<Arc<crate::audit::Audit>>,
 }
 
 impl AppState {
@@ -58,6 +60,7 @@ impl AppState {
             config: Arc::new(config),
             routes,
             proxies,
+            audit: None,
         })
     }
 }
@@ -65,7 +68,13 @@ impl AppState {
 /// The main listener's router: reserved `/.portcullis/` endpoints, everything else to the
 /// gateway.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().fallback(gateway::handle).with_state(state)
+    Router::new()
+        .route(
+            "/.portcullis/api/audit",
+            axum::routing::get(crate::audit::api::handle),
+        )
+        .fallback(gateway::handle)
+        .with_state(state)
 }
 
 /// A running instance.
@@ -76,6 +85,7 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    audit: Option<crate::audit::AuditRuntime>,
 }
 
 impl Running {
@@ -85,6 +95,10 @@ impl Running {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        // After the listeners: every request that got an answer has queued its event.
+        if let Some(audit) = self.audit {
+            audit.shutdown(std::time::Duration::from_secs(4)).await;
         }
     }
 }
@@ -96,8 +110,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(tls) => Some(tls::acceptor(tls).await?),
         None => None,
     };
+    let audit = match &config.audit {
+        Some(audit) => Some(crate::audit::setup::start(audit, &config).await?),
+        None => None,
+    };
     let worker_count = server.workers.unwrap_or_else(workers::default_count);
-    let state = Arc::new(AppState::with_workers(config, worker_count)?);
+    let mut state = AppState::with_workers(config, worker_count)?;
+    state.audit = audit.as_ref().map(|a| a.audit.clone());
+    let state = Arc::new(state);
     let listeners = workers::bind(server.listen, worker_count)?;
     let addr = match listeners.first() {
         Some(listener) => listener.local_addr()?,
@@ -124,6 +144,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let _ = admin::metrics_handle();
     let readiness = Arc::new(Readiness::default());
+    if let Some(audit) = &audit {
+        readiness.watch_audit(audit.audit.sink.writable_flag());
+    }
     let (stop, stopped) = watch::channel(false);
     let workers = workers::spawn(listeners, router(state), tls, limits, stopped.clone())?;
     let mut tasks = vec![tokio::spawn(async move {
@@ -147,6 +170,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin_addr,
         stop,
         tasks,
+        audit,
     })
 }
 

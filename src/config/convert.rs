@@ -47,11 +47,16 @@ pub(crate) fn convert(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     super::later::check_later_sections(&file, &mut problems);
     let routes = super::route::convert_routes(&file.routes, &mut problems);
     let session = super::session::convert_session(file.session.as_ref());
+    let audit = file
+        .audit
+        .as_ref()
+        .map(|audit| super::audit::convert_audit(audit, &mut problems));
     match server {
         Some(server) if problems.0.is_empty() => Ok(Config {
             server,
             routes,
             session,
+            audit,
         }),
         _ => Err(problems.0),
     }

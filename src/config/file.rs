@@ -168,13 +168,18 @@ pub struct TokenIssuerFile {
     pub leeway: Option<String>,
 }
 
-/// `[audit]` (not yet active).
+/// `[audit]`. Key meanings and defaults: [`super::AuditConfig`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditFile {
     pub url: Option<String>,
     pub durability: Option<String>,
     pub retention: Option<String>,
+    pub instance: Option<String>,
+    pub spool_dir: Option<String>,
+    pub hmac_key: Option<String>,
+    pub queue_capacity: Option<i64>,
+    pub batch_size: Option<i64>,
     pub redact: Option<RedactFile>,
     pub access: Option<PolicyFile>,
 }

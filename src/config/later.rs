@@ -1,5 +1,5 @@
-//! Sections that later releases act on (`[session]`, `[[providers]]`, `[[token_issuers]]`,
-//! `[audit]`): their cheap checks (enums, durations, URLs, secret references, rule tables) run
+//! Sections that later releases act on (`[session]`, `[[providers]]`, `[[token_issuers]]`):
+//! their cheap checks (enums, durations, URLs, secret references, rule tables) run
 //! now so a config written today keeps loading tomorrow, but nothing is converted into the
 //! runtime [`super::Config`] yet. Nothing here fetches a secret or contacts a provider.
 
@@ -8,9 +8,8 @@ use std::collections::HashSet;
 use url::Url;
 
 use super::convert::{Problems, positive_duration};
-use super::file::{AuditFile, FileConfig, ProviderFile, SessionFile, TokenIssuerFile};
+use super::file::{FileConfig, ProviderFile, SessionFile, TokenIssuerFile};
 use super::route::route_id;
-use super::rule::convert_rules;
 use crate::secrets::SecretRef;
 
 /// Checks every later section present in the file.
@@ -31,9 +30,6 @@ pub(crate) fn check_later_sections(file: &FileConfig, p: &mut Problems) {
     }
     for (i, issuer) in file.token_issuers.iter().enumerate() {
         check_token_issuer(&format!("token_issuers[{i}]"), issuer, p);
-    }
-    if let Some(audit) = &file.audit {
-        check_audit(audit, p);
     }
 }
 
@@ -164,45 +160,5 @@ fn check_token_issuer(at: &str, issuer: &TokenIssuerFile, p: &mut Problems) {
         && let Err(message) = super::duration::parse_duration(leeway)
     {
         p.add(format!("{at}.leeway"), message);
-    }
-}
-
-fn check_audit(audit: &AuditFile, p: &mut Problems) {
-    if let Some(text) = &audit.url {
-        url(p, "audit.url", text, &["sqlite", "postgres", "postgresql"]);
-    }
-    one_of(
-        p,
-        "audit.durability",
-        audit.durability.as_deref(),
-        &["async", "strict"],
-    );
-    positive_duration(
-        p,
-        "audit.retention",
-        audit.retention.as_deref(),
-        Default::default(),
-    );
-    if let Some(redact) = &audit.redact {
-        for (i, name) in redact.headers.iter().flatten().enumerate() {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                p.add(
-                    format!("audit.redact.headers[{i}]"),
-                    format!("`{name}` is not a header name"),
-                );
-            }
-        }
-        for (i, name) in redact.query.iter().flatten().enumerate() {
-            if name.is_empty() {
-                p.add(format!("audit.redact.query[{i}]"), "must not be empty");
-            }
-        }
-        for (name, action) in redact.claims.iter().flatten() {
-            let at = format!("audit.redact.claims.{name}");
-            one_of(p, &at, Some(action), &["keep", "drop", "hmac", "mask"]);
-        }
-    }
-    if let Some(access) = &audit.access {
-        convert_rules("audit.access", access, p);
     }
 }

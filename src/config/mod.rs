@@ -9,6 +9,7 @@
 //! (serde, with key paths) -> `convert` (server), `route`, `rule`, `time_window`, `later`
 //! (sections not yet active) -> [`Config`].
 
+mod audit;
 mod convert;
 mod duration;
 mod env;
@@ -22,6 +23,7 @@ mod tests;
 mod time_window;
 mod types;
 
+pub use audit::{AuditConfig, AuditUrl, Durability, RedactAction, RedactConfig};
 pub use duration::{parse_duration, parse_size};
 pub use session::{SessionConfig, SessionStoreKind};
 pub use types::*;

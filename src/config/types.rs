@@ -24,6 +24,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[session]`: where browser sessions live, the cookie, the timeouts.
     pub session: super::SessionConfig,
+    /// `[audit]`; None = no audit trail (and no cost).
+    pub audit: Option<super::AuditConfig>,
 }
 
 /// `[server]`.
