@@ -97,8 +97,11 @@ impl Running {
             let _ = task.await;
         }
         // After the listeners: every request that got an answer has queued its event.
+        // Pinned: SIGTERM stops the process within 10 s. The listeners take at most
+        // `shutdown_grace` (8 s by default); a queue of batched inserts drains in milliseconds,
+        // and whatever cannot reach the database in time is already in the spool file.
         if let Some(audit) = self.audit {
-            audit.shutdown(std::time::Duration::from_secs(4)).await;
+            audit.shutdown(std::time::Duration::from_millis(1500)).await;
         }
     }
 }
