@@ -46,8 +46,13 @@ pub(crate) fn convert(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let server = convert_server(&file.server, &mut problems);
     super::later::check_later_sections(&file, &mut problems);
     let routes = super::route::convert_routes(&file.routes, &mut problems);
+    let providers = super::provider::convert_providers(&file, &mut problems);
     match server {
-        Some(server) if problems.0.is_empty() => Ok(Config { server, routes }),
+        Some(server) if problems.0.is_empty() => Ok(Config {
+            server,
+            routes,
+            providers,
+        }),
         _ => Err(problems.0),
     }
 }

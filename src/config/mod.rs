@@ -14,6 +14,7 @@ mod duration;
 mod env;
 mod file;
 mod later;
+mod provider;
 mod route;
 mod rule;
 #[cfg(test)]
@@ -22,6 +23,7 @@ mod time_window;
 mod types;
 
 pub use duration::{parse_duration, parse_size};
+pub use provider::{Preset, ProviderConfig};
 pub use types::*;
 
 use std::fmt;

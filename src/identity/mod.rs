@@ -2,6 +2,8 @@
 //! the source (browser session or bearer token; both arrive in later work). It does not decide
 //! anything: deciding is [`crate::policy`]'s job.
 
+pub mod oidc;
+
 use std::fmt;
 
 /// How a caller presented its identity.
