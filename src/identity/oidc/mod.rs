@@ -4,8 +4,10 @@
 //! HTTP only as a client to providers; the browser-facing endpoints live in `crate::app`, and
 //! session storage in `crate::session`.
 
+pub mod client;
 pub mod id_token;
 pub mod jwt;
+pub mod keys;
 pub mod logout_token;
 pub mod mapping;
 pub mod pkce;
@@ -13,6 +15,9 @@ pub mod redirect;
 #[cfg(test)]
 pub(crate) mod test_keys;
 
+pub use client::{
+    Discovered, OidcProvider, OidcProviders, ProviderError, ProviderMetadata, TokenResponse,
+};
 pub use id_token::{IdTokenCheck, verify_id_token};
 pub use jwt::{Claims, KeySource, TokenError, allowed_algorithms};
 pub use logout_token::{LogoutCheck, LogoutTarget, verify_logout_token};
