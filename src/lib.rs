@@ -13,6 +13,8 @@
 //! - [`routes`]: path normalization and the route table (selection by specificity).
 //! - [`identity`]: who the caller is: the `Identity` value every policy criterion reads.
 //! - [`policy`]: rules as data and the pure `evaluate` function; the only maker of `Permit`s.
+//! - [`session`]: server-side browser sessions (memory, SQLite, Postgres or Redis store): the
+//!   cookie holds only the id; idle and absolute timeouts, back-channel logout, login state.
 //! - [`proxy`]: the upstream side: pooled client, header rewriting, streaming, upgrades,
 //!   load balancing with passive ejection, timeouts.
 //! - [`app`]: the listeners (plain, TLS, h2c), connection limits, graceful shutdown, the router
@@ -31,4 +33,5 @@ pub mod policy;
 pub mod proxy;
 pub mod routes;
 pub mod secrets;
+pub mod session;
 pub mod telemetry;

@@ -47,11 +47,13 @@ pub(crate) fn convert(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     super::later::check_later_sections(&file, &mut problems);
     let routes = super::route::convert_routes(&file.routes, &mut problems);
     let providers = super::provider::convert_providers(&file, &mut problems);
+    let session = super::session::convert_session(file.session.as_ref());
     match server {
         Some(server) if problems.0.is_empty() => Ok(Config {
             server,
             routes,
             providers,
+            session,
         }),
         _ => Err(problems.0),
     }

@@ -17,6 +17,7 @@ mod later;
 mod provider;
 mod route;
 mod rule;
+mod session;
 #[cfg(test)]
 mod tests;
 mod time_window;
@@ -24,6 +25,7 @@ mod types;
 
 pub use duration::{parse_duration, parse_size};
 pub use provider::{Preset, ProviderConfig};
+pub use session::{SessionConfig, SessionStoreKind};
 pub use types::*;
 
 use std::fmt;

@@ -24,6 +24,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[[providers]]`: OpenID providers for browser login, in file order.
     pub providers: Vec<super::ProviderConfig>,
+    /// `[session]`: where browser sessions live, the cookie, the timeouts.
+    pub session: super::SessionConfig,
 }
 
 /// `[server]`.
