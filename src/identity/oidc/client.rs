@@ -13,9 +13,9 @@ use serde::Deserialize;
 use url::Url;
 
 use super::jwt::{Claims, allowed_algorithms};
-use super::keys::ProviderKeys;
 use super::pkce::s256_challenge;
 use crate::config::ProviderConfig;
+use crate::identity::jwks::{Jwks, JwksOptions};
 
 /// How long any call to a provider may take.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,7 +56,7 @@ pub struct Discovered {
     /// The discovery document.
     pub metadata: ProviderMetadata,
     /// Its signing keys.
-    pub keys: ProviderKeys,
+    pub keys: Jwks,
     /// Acceptable id_token algorithms.
     pub algorithms: Vec<Algorithm>,
     secret: Option<String>,
@@ -171,8 +171,14 @@ impl OidcProvider {
             }
             None => None,
         };
-        let keys = ProviderKeys::new(self.http.clone(), metadata.jwks_uri.clone());
-        keys.refresh().await.map_err(ProviderError::Transport)?;
+        let keys = Jwks::new(
+            self.http.clone(),
+            metadata.jwks_uri.clone(),
+            JwksOptions::default(),
+        );
+        keys.refresh()
+            .await
+            .map_err(|e| ProviderError::Transport(e.to_string()))?;
         let algorithms = allowed_algorithms(&metadata.id_token_signing_alg_values_supported);
         let discovered = Arc::new(Discovered {
             metadata,

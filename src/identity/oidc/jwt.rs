@@ -37,6 +37,14 @@ pub trait KeySource: Send + Sync {
     ) -> impl Future<Output = Result<Arc<DecodingKey>, String>> + Send;
 }
 
+impl KeySource for crate::identity::jwks::Jwks {
+    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<DecodingKey>, String> {
+        crate::identity::jwks::Jwks::key(self, kid, alg)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Why a token was refused. Logged and audited; never shown in detail to the browser.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {

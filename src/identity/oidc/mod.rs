@@ -7,7 +7,6 @@
 pub mod client;
 pub mod id_token;
 pub mod jwt;
-pub mod keys;
 pub mod logout_token;
 pub mod mapping;
 pub mod pkce;
