@@ -2,9 +2,13 @@
 //! listeners, serves until told to stop, then drains. [`router`] is what tests call with
 //! `oneshot`; [`start`] gives tests and the demo a running instance on real sockets.
 
+mod browser;
 mod gateway;
 mod listener;
+mod login;
+mod logout;
 mod pages;
+mod templates;
 mod tls;
 
 pub use listener::{ConnInfo, ConnLimits};
@@ -21,8 +25,10 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::config::Config;
+use crate::identity::oidc::OidcProviders;
 use crate::proxy::RouteProxy;
 use crate::routes::RouteTable;
+use crate::session::Sessions;
 
 /// Everything a request handler reads. Immutable once built; a reload builds a new one.
 pub struct AppState {
@@ -32,11 +38,28 @@ pub struct AppState {
     pub routes: RouteTable,
     /// One upstream side per route, in config order.
     pub proxies: Vec<RouteProxy>,
+    /// Browser sessions.
+    pub sessions: Sessions,
+    /// OpenID providers for browser login.
+    pub oidc: OidcProviders,
 }
 
 impl AppState {
-    /// Builds routes and upstream clients from a validated config.
+    /// Builds routes and upstream clients from a validated config, with sessions in memory
+    /// (tests; [`start`] connects the configured store).
     pub fn new(config: Config) -> anyhow::Result<Self> {
+        let secure = config.server.public_url.scheme() == "https";
+        let sessions = Sessions::with_store(
+            crate::session::AnyStore::Memory(Default::default()),
+            &config.session,
+            secure,
+            None,
+        );
+        Self::with_sessions(config, sessions)
+    }
+
+    /// Like [`AppState::new`] with the given session service.
+    pub fn with_sessions(config: Config, sessions: Sessions) -> anyhow::Result<Self> {
         let routes = RouteTable::new(&config.routes).map_err(|conflicts| {
             anyhow::anyhow!("routes tie: {conflicts:?} (config validation should have caught it)")
         })?;
@@ -48,10 +71,14 @@ impl AppState {
                     .with_context(|| format!("route {}", route.id))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let oidc = OidcProviders::new(&config.providers, &config.server.public_url)
+            .context("providers")?;
         Ok(AppState {
             config: Arc::new(config),
             routes,
             proxies,
+            sessions,
+            oidc,
         })
     }
 }
@@ -59,7 +86,19 @@ impl AppState {
 /// The main listener's router: reserved `/.portcullis/` endpoints, everything else to the
 /// gateway.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().fallback(gateway::handle).with_state(state)
+    use axum::routing::{get, post};
+    Router::new()
+        .route("/.portcullis/login", get(login::start))
+        .route("/.portcullis/callback", get(login::callback))
+        .route(
+            "/.portcullis/logout",
+            get(logout::confirm).post(logout::end),
+        )
+        .route("/.portcullis/logged-out", get(logout::logged_out))
+        .route("/.portcullis/backchannel-logout", post(logout::backchannel))
+        .route("/.portcullis/whoami", get(login::whoami))
+        .fallback(gateway::handle)
+        .with_state(state)
 }
 
 /// A running instance.
@@ -90,7 +129,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(tls) => Some(tls::acceptor(tls).await?),
         None => None,
     };
-    let state = Arc::new(AppState::new(config)?);
+    let secure = server.public_url.scheme() == "https";
+    let sessions = Sessions::from_config(&config.session, secure)
+        .await
+        .context("session store")?;
+    let state = Arc::new(AppState::with_sessions(config, sessions)?);
+    state.oidc.spawn_discovery();
     let listener = TcpListener::bind(server.listen)
         .await
         .with_context(|| format!("server.listen: cannot bind {}", server.listen))?;
