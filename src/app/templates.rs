@@ -149,15 +149,15 @@ mod tests {
     #[tokio::test]
     async fn every_template_renders_and_escapes() {
         let id = Uuid::now_v7();
-        let page = error(
+        let first = error(
             StatusCode::BAD_REQUEST,
             "<script>x</script>",
             id,
             Some("/.portcullis/login?rd=%2F"),
         );
-        assert_eq!(page.headers()["x-frame-options"], "DENY");
-        assert_eq!(page.headers()["cache-control"], "no-store");
-        let text = body(page).await;
+        assert_eq!(first.headers()["x-frame-options"], "DENY");
+        assert_eq!(first.headers()["cache-control"], "no-store");
+        let text = body(first).await;
         assert!(text.contains("&lt;script&gt;"), "{text}");
         assert!(text.contains(&id.to_string()));
         assert!(text.contains("<main>"));
