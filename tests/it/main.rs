@@ -10,6 +10,8 @@ mod errors;
 mod h2;
 mod headers;
 mod limits;
+mod mock_provider;
+mod oidc;
 mod process;
 mod shutdown;
 mod streaming;
