@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod browser;
 mod cli;
 mod errors;
 mod h2;
@@ -12,6 +13,9 @@ mod headers;
 mod limits;
 mod mock_provider;
 mod oidc;
+mod oidc_login;
+mod oidc_provider;
+mod oidc_provider_selftest;
 mod process;
 mod shutdown;
 mod streaming;
