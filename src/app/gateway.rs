@@ -13,8 +13,10 @@ use uuid::Uuid;
 use super::AppState;
 use super::listener::ConnInfo;
 use super::pages;
+use super::templates;
 use crate::admin::names;
-use crate::identity::Presented;
+use crate::config::RouteConfig;
+use crate::identity::{AuthMethod, Identity, Presented};
 use crate::policy::{self, Outcome, RequestFacts};
 use crate::proxy::{self, ForwardContext, ProxyError};
 use crate::routes::{self, normalize_path};
@@ -71,10 +73,19 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         Err(_) => return audit_unavailable(&route_id, id, started, html),
     };
 
-    // Identity sources plug in here, each turning what the request carries into a
-    // `Presented`: browser sessions (OIDC release), bearer tokens (bearer release). Until
-    // then every caller is anonymous, so only public rules can allow.
-    let presented = Presented::Anonymous;
+    // Identity sources turn what the request carries into a `Presented`: the browser
+    // session here; bearer tokens join with the bearer release.
+    let accepts_session = route.route().auth.contains(&AuthMethod::Session);
+    let presented = match accepts_session {
+        true => match super::browser::session_identity(&state, req.headers()).await {
+            // A route may take logins from some providers only.
+            Some(identity) if provider_accepted(route.route(), &identity) => {
+                Presented::Verified(identity)
+            }
+            _ => Presented::Anonymous,
+        },
+        false => Presented::Anonymous,
+    };
     if let Some(audit) = audit.as_mut() {
         audit.presented(&presented);
     }
@@ -115,12 +126,21 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
                 path: &path,
                 identity,
             };
+            let mut req = req;
+            // The session cookie is a credential for portcullis, never for the upstream.
+            state.sessions.strip_cookies(req.headers_mut());
             match proxy::forward(permit, route, ctx, req).await {
                 Ok(response) => response,
                 Err(error) => upstream_failure(&route_id, id, &error, html),
             }
         }
-        (None, Outcome::Login) => pages::unauthorized(id, html),
+        (None, Outcome::Login) => {
+            login_or_unauthorized(&state, route.route(), &req, id, html, accepts_session)
+        }
+        (None, _) if html && identity.is_some() => templates::deny(
+            decision.id,
+            identity.and_then(|i| i.email.as_deref().or(Some(i.subject.as_str()))),
+        ),
         (None, _) => pages::error_page(
             StatusCode::FORBIDDEN,
             "You are not allowed to reach this page.",
@@ -154,6 +174,43 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         "request"
     );
     response
+}
+
+fn provider_accepted(route: &RouteConfig, identity: &Identity) -> bool {
+    route.providers.is_empty()
+        || identity
+            .provider
+            .as_ref()
+            .is_some_and(|p| route.providers.contains(p))
+}
+
+/// Pinned behaviour 3: a browser navigation (GET/HEAD accepting HTML) on a route that takes
+/// session logins goes to the login page, with the original path and query as `rd`; anything
+/// else gets 401 with a Bearer challenge.
+fn login_or_unauthorized(
+    state: &AppState,
+    route: &RouteConfig,
+    req: &Request,
+    id: Uuid,
+    html: bool,
+    accepts_session: bool,
+) -> Response<Body> {
+    let navigation =
+        html && (req.method() == http::Method::GET || req.method() == http::Method::HEAD);
+    if !(navigation && accepts_session && !state.oidc.is_empty()) {
+        return pages::unauthorized(id, html);
+    }
+    let rd = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("rd", rd);
+    if let [only] = route.providers.as_slice() {
+        query.append_pair("provider", only);
+    }
+    templates::redirect(
+        StatusCode::FOUND,
+        &format!("/.portcullis/login?{}", query.finish()),
+        &[],
+    )
 }
 
 /// The request's host without port, lowercased: the Host header, or the HTTP/2 authority.

@@ -2,9 +2,13 @@
 //! listeners, serves until told to stop, then drains. [`router`] is what tests call with
 //! `oneshot`; [`start`] gives tests and the demo a running instance on real sockets.
 
+mod browser;
 mod gateway;
 mod listener;
+mod login;
+mod logout;
 mod pages;
+mod templates;
 mod tls;
 mod workers;
 
@@ -22,8 +26,10 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::config::Config;
+use crate::identity::oidc::OidcProviders;
 use crate::proxy::RouteProxy;
 use crate::routes::RouteTable;
+use crate::session::Sessions;
 
 /// Everything a request handler reads. Immutable once built; a reload builds a new one.
 pub struct AppState {
@@ -35,16 +41,29 @@ pub struct AppState {
     pub proxies: Vec<RouteProxy>,
     /// The audit trail; None without `[audit]` (then nothing is recorded, at no cost).
     pub audit: Option<Arc<crate::audit::Audit>>,
+    /// Browser sessions.
+    pub sessions: Sessions,
+    /// OpenID providers for browser login.
+    pub oidc: OidcProviders,
 }
 
 impl AppState {
-    /// Builds routes and upstream clients from a validated config.
+    /// Builds routes and upstream clients from a validated config, with sessions in memory
+    /// (tests; [`start`] connects the configured store).
     pub fn new(config: Config) -> anyhow::Result<Self> {
-        Self::with_workers(config, 1)
+        let secure = config.server.public_url.scheme() == "https";
+        let sessions = Sessions::with_store(
+            crate::session::AnyStore::Memory(Default::default()),
+            &config.session,
+            secure,
+            None,
+        );
+        Self::build(config, sessions, 1)
     }
 
-    /// Like [`AppState::new`], with upstream clients for `workers` worker threads.
-    pub fn with_workers(config: Config, workers: usize) -> anyhow::Result<Self> {
+    /// Builds the state with the given session service and upstream clients for `workers`
+    /// worker threads.
+    pub fn build(config: Config, sessions: Sessions, workers: usize) -> anyhow::Result<Self> {
         let routes = RouteTable::new(&config.routes).map_err(|conflicts| {
             anyhow::anyhow!("routes tie: {conflicts:?} (config validation should have caught it)")
         })?;
@@ -56,11 +75,15 @@ impl AppState {
                     .with_context(|| format!("route {}", route.id))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let oidc = OidcProviders::new(&config.providers, &config.server.public_url)
+            .context("providers")?;
         Ok(AppState {
             config: Arc::new(config),
             routes,
             proxies,
             audit: None,
+            sessions,
+            oidc,
         })
     }
 }
@@ -68,11 +91,21 @@ impl AppState {
 /// The main listener's router: reserved `/.portcullis/` endpoints, everything else to the
 /// gateway.
 pub fn router(state: Arc<AppState>) -> Router {
+    use axum::routing::{get, post};
     Router::new()
         .route(
             "/.portcullis/api/audit",
             axum::routing::get(crate::audit::api::handle),
         )
+        .route("/.portcullis/login", get(login::start))
+        .route("/.portcullis/callback", get(login::callback))
+        .route(
+            "/.portcullis/logout",
+            get(logout::confirm).post(logout::end),
+        )
+        .route("/.portcullis/logged-out", get(logout::logged_out))
+        .route("/.portcullis/backchannel-logout", post(logout::backchannel))
+        .route("/.portcullis/whoami", get(login::whoami))
         .fallback(gateway::handle)
         .with_state(state)
 }
@@ -117,10 +150,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(audit) => Some(crate::audit::setup::start(audit, &config).await?),
         None => None,
     };
+    let secure = server.public_url.scheme() == "https";
+    let sessions = Sessions::from_config(&config.session, secure)
+        .await
+        .context("session store")?;
     let worker_count = server.workers.unwrap_or_else(workers::default_count);
-    let mut state = AppState::with_workers(config, worker_count)?;
+    let mut state = AppState::build(config, sessions, worker_count)?;
     state.audit = audit.as_ref().map(|a| a.audit.clone());
     let state = Arc::new(state);
+    state.oidc.spawn_discovery();
     let listeners = workers::bind(server.listen, worker_count)?;
     let addr = match listeners.first() {
         Some(listener) => listener.local_addr()?,

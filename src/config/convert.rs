@@ -46,6 +46,7 @@ pub(crate) fn convert(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let server = convert_server(&file.server, &mut problems);
     super::later::check_later_sections(&file, &mut problems);
     let routes = super::route::convert_routes(&file.routes, &mut problems);
+    let providers = super::provider::convert_providers(&file, &mut problems);
     let session = super::session::convert_session(file.session.as_ref());
     let audit = file
         .audit
@@ -55,6 +56,7 @@ pub(crate) fn convert(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         Some(server) if problems.0.is_empty() => Ok(Config {
             server,
             routes,
+            providers,
             session,
             audit,
         }),

@@ -86,6 +86,8 @@ pub struct RouteFile {
     pub eject_after: Option<i64>,
     pub eject_for: Option<String>,
     pub upstream_ca: Option<String>,
+    /// Provider ids whose logins this route accepts (default: every provider).
+    pub providers: Option<Vec<String>>,
     pub policy: Option<PolicyFile>,
 }
 
@@ -155,6 +157,15 @@ pub struct ProviderFile {
     pub client_id: String,
     pub client_secret: Option<String>,
     pub scopes: Option<Vec<String>>,
+    /// Claim holding the groups; a dotted path reaches into objects (`realm_access.roles`).
+    pub groups_claim: Option<String>,
+    /// Name shown on the login chooser.
+    pub display_name: Option<String>,
+    /// Merge the userinfo endpoint's claims into the identity at login.
+    pub userinfo: Option<bool>,
+    /// Entra only: an endpoint that lists a user's groups when the token carries a groups
+    /// overage marker instead of the groups.
+    pub groups_endpoint: Option<String>,
 }
 
 /// One `[[token_issuers]]` entry (not yet active).

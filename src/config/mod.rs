@@ -15,6 +15,7 @@ mod duration;
 mod env;
 mod file;
 mod later;
+mod provider;
 mod route;
 mod rule;
 mod session;
@@ -25,6 +26,7 @@ mod types;
 
 pub use audit::{AuditConfig, AuditUrl, Durability, RedactAction, RedactConfig};
 pub use duration::{parse_duration, parse_size};
+pub use provider::{Preset, ProviderConfig};
 pub use session::{SessionConfig, SessionStoreKind};
 pub use types::*;
 

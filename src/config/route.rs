@@ -189,6 +189,7 @@ fn convert_route(at: &str, file: &RouteFile, p: &mut Problems) -> Option<RouteCo
         retries,
         eject,
         upstream_ca,
+        providers: file.providers.clone().unwrap_or_default(),
     })
 }
 

@@ -22,6 +22,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[[routes]]`, in file order (selection never depends on it).
     pub routes: Vec<RouteConfig>,
+    /// `[[providers]]`: OpenID providers for browser login, in file order.
+    pub providers: Vec<super::ProviderConfig>,
     /// `[session]`: where browser sessions live, the cookie, the timeouts.
     pub session: super::SessionConfig,
     /// `[audit]`; None = no audit trail (and no cost).
@@ -120,6 +122,8 @@ pub struct RouteConfig {
     pub eject: EjectPolicy,
     /// `upstream_ca`: PEM CA bundle for https upstreams instead of the system roots.
     pub upstream_ca: Option<SecretRef>,
+    /// `providers`: provider ids whose logins this route accepts; empty = every provider.
+    pub providers: Vec<String>,
 }
 
 /// Per-route upstream timeouts.

@@ -2,6 +2,13 @@
 //! the source (browser session or bearer token; both arrive in later work). It does not decide
 //! anything: deciding is [`crate::policy`]'s job.
 
+pub mod discovery;
+pub mod fetch;
+pub mod jwks;
+pub mod oidc;
+#[cfg(test)]
+pub(crate) mod test_keys;
+
 use std::fmt;
 
 /// How a caller presented its identity.

@@ -48,6 +48,7 @@ pub(crate) fn route(upstreams: &[String]) -> RouteConfig {
             duration: Duration::from_secs(30),
         },
         upstream_ca: None,
+        providers: Vec::new(),
     }
 }
 

@@ -39,6 +39,7 @@ fn route(host: Option<&str>, path: &str, methods: Option<&[Method]>) -> RouteCon
             duration: Duration::from_secs(30),
         },
         upstream_ca: None,
+        providers: Vec::new(),
     }
 }
 

@@ -12,6 +12,8 @@ mod errors;
 mod h2;
 mod headers;
 mod limits;
+mod mock_provider;
+mod oidc;
 mod oidc_login;
 mod oidc_provider;
 mod oidc_provider_selftest;

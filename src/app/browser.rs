@@ -1,0 +1,129 @@
+//! The browser-session identity source for the gateway: loads the caller's session and, when
+//! its access token is about to expire, renews it with the refresh token. One refresh per
+//! session at a time (the session's refresh guard; whoever waited re-loads and finds the new
+//! tokens), never retried: `invalid_grant` ends the session, other failures keep it until the
+//! session's own timeouts.
+
+use http::HeaderMap;
+use jiff::Timestamp;
+
+use super::AppState;
+use super::login::LEEWAY;
+use crate::identity::Identity;
+use crate::identity::oidc::{self, IdTokenCheck, ProviderError};
+use crate::session::{SessionData, SessionId};
+
+/// Refresh this long before the access token expires.
+const REFRESH_AHEAD: i64 = 60;
+
+/// The caller's session identity, refreshed if due; None when there is no live session.
+pub async fn session_identity(state: &AppState, headers: &HeaderMap) -> Option<Identity> {
+    if !state.sessions.has_cookie(headers) {
+        return None;
+    }
+    let now = Timestamp::now();
+    let (id, data) = match state.sessions.load(headers, now).await {
+        Ok(found) => found?,
+        Err(error) => {
+            tracing::error!(%error, "session store failed; treating the caller as anonymous");
+            return None;
+        }
+    };
+    if !refresh_due(&data, now) {
+        return Some(data.identity);
+    }
+    refresh(state, headers, id, now).await
+}
+
+fn refresh_due(data: &SessionData, now: Timestamp) -> bool {
+    data.refresh_token.is_some()
+        && data
+            .access_expires_at
+            .is_some_and(|at| now.as_second() >= at.saturating_sub(REFRESH_AHEAD))
+}
+
+async fn refresh(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: SessionId,
+    now: Timestamp,
+) -> Option<Identity> {
+    let _guard = state.sessions.refresh_guard(&id).await;
+    // Another request may have refreshed (or ended) the session while we waited.
+    let (_, mut data) = state.sessions.load(headers, now).await.ok()??;
+    if !refresh_due(&data, now) {
+        return Some(data.identity);
+    }
+    let provider = state.oidc.get(&data.provider)?;
+    let Some(discovered) = provider.discovered() else {
+        return Some(data.identity);
+    };
+    let refresh_token = data.refresh_token.clone()?;
+    match provider.refresh(&discovered, &refresh_token).await {
+        Ok(tokens) => {
+            if let Some(id_token) = &tokens.id_token {
+                let check = IdTokenCheck {
+                    issuer: &discovered.metadata.issuer,
+                    client_id: &provider.config.client_id,
+                    nonce: None,
+                    leeway: LEEWAY,
+                    now: now.as_second(),
+                };
+                match oidc::verify_id_token(
+                    id_token,
+                    &discovered.algorithms,
+                    &discovered.keys,
+                    &check,
+                )
+                .await
+                {
+                    // OIDC Core 12.2: a refreshed id_token must be about the same user.
+                    Ok(claims)
+                        if claims.get("sub").and_then(|s| s.as_str())
+                            == Some(&data.identity.subject) =>
+                    {
+                        if let Ok(identity) = oidc::identity_from_claims(
+                            &provider.config,
+                            &discovered.metadata.issuer,
+                            claims,
+                            None,
+                        ) {
+                            data.identity = identity;
+                        }
+                        data.id_token = Some(id_token.clone());
+                    }
+                    _ => {
+                        tracing::warn!(provider = %provider.config.id, "refreshed id_token refused; ending the session");
+                        let _ = state.sessions.end(&id).await;
+                        return None;
+                    }
+                }
+            }
+            data.access_token = Some(tokens.access_token);
+            // Providers that rotate send a new refresh token; others keep the old one valid.
+            if tokens.refresh_token.is_some() {
+                data.refresh_token = tokens.refresh_token;
+            }
+            data.access_expires_at = tokens.expires_in.map(|s| {
+                now.as_second()
+                    .saturating_add(i64::try_from(s).unwrap_or(i64::MAX / 4))
+            });
+            match state.sessions.update(&id, &data, now).await {
+                Ok(()) => Some(data.identity),
+                Err(error) => {
+                    tracing::info!(%error, "session ended during refresh");
+                    None
+                }
+            }
+        }
+        Err(ProviderError::InvalidGrant(_)) => {
+            tracing::info!(provider = %provider.config.id, subject = %data.identity.subject, "refresh token refused; ending the session");
+            let _ = state.sessions.end(&id).await;
+            None
+        }
+        Err(error) => {
+            tracing::warn!(provider = %provider.config.id, %error, "refresh failed; keeping the session");
+            Some(data.identity)
+        }
+    }
+}
