@@ -104,11 +104,11 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { config } => {
-            let config = config::load(&config).map_err(|errors| {
-                anyhow::anyhow!("invalid config {}:\n{errors}", config.display())
+        Command::Serve { config: path } => {
+            let config = config::load(&path).map_err(|errors| {
+                anyhow::anyhow!("invalid config {}:\n{errors}", path.display())
             })?;
-            crate::app::serve(config).await
+            crate::app::serve(config, Some(path)).await
         }
         Command::Demo { listen } => crate::demo::run(listen).await,
         Command::Audit { command } => crate::audit::cli::run(command).await,

@@ -22,6 +22,15 @@ use tower::ServiceExt;
 
 use crate::admin::names;
 
+/// The router a listener serves, swappable at run time (config reload): each request uses
+/// the router current when it arrived.
+pub type SharedRouter = Arc<arc_swap::ArcSwap<Router>>;
+
+/// A [`SharedRouter`] that starts with `router`.
+pub fn shared(router: Router) -> SharedRouter {
+    Arc::new(arc_swap::ArcSwap::from_pointee(router))
+}
+
 /// Facts about the client connection a request arrived on, set as a request extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -50,7 +59,7 @@ pub struct ConnLimits {
 /// most `limits.shutdown_grace`.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: SharedRouter,
     tls: Option<TlsAcceptor>,
     limits: ConnLimits,
     mut shutdown: watch::Receiver<bool>,
@@ -121,7 +130,7 @@ fn http_builder(limits: &ConnLimits) -> Builder<TokioExecutor> {
 
 struct Connection {
     builder: Arc<Builder<TokioExecutor>>,
-    router: Router,
+    router: SharedRouter,
     tls: Option<TlsAcceptor>,
     limits: ConnLimits,
     peer: SocketAddr,
@@ -191,7 +200,7 @@ impl Connection {
         let router = self.router;
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(info);
-            let router = router.clone();
+            let router = Router::clone(&router.load());
             async move {
                 let response = router.oneshot(req.map(Body::new)).await;
                 Ok::<_, Infallible>(match response {

@@ -8,11 +8,12 @@ mod listener;
 mod login;
 mod logout;
 mod pages;
+mod reload;
 mod templates;
 mod tls;
 mod workers;
 
-pub use listener::{ConnInfo, ConnLimits};
+pub use listener::{ConnInfo, ConnLimits, SharedRouter};
 pub use tls::TlsError;
 
 use std::net::SocketAddr;
@@ -119,9 +120,19 @@ pub struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     audit: Option<crate::audit::AuditRuntime>,
+    /// What a reload needs: the router the workers serve, the running state, worker count.
+    reload: (SharedRouter, Arc<AppState>, usize),
 }
 
 impl Running {
+    /// Reloads the config from `path` on SIGHUP or when the file changes, until shutdown.
+    pub fn watch_config(&mut self, path: std::path::PathBuf) {
+        let (shared, state, workers) = self.reload.clone();
+        let reloader = reload::Reloader::new(path, shared, state, workers);
+        self.tasks
+            .push(tokio::spawn(reloader.run(self.stop.subscribe())));
+    }
+
     /// Stops accepting, drains in-flight requests (bounded by `server.shutdown_grace`) and
     /// waits for the listeners to finish.
     pub async fn shutdown(self) {
@@ -189,7 +200,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         readiness.watch_audit(audit.audit.sink.writable_flag());
     }
     let (stop, stopped) = watch::channel(false);
-    let workers = workers::spawn(listeners, router(state), tls, limits, stopped.clone())?;
+    let shared = listener::shared(router(state.clone()));
+    let workers = workers::spawn(listeners, shared.clone(), tls, limits, stopped.clone())?;
     let mut tasks = vec![tokio::spawn(async move {
         for worker in workers {
             let _ = worker.await;
@@ -198,7 +210,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(admin_listener) = admin_listener {
         tasks.push(tokio::spawn(listener::serve(
             admin_listener,
-            admin::router(readiness.clone()),
+            listener::shared(admin::router(readiness.clone())),
             None,
             limits,
             stopped,
@@ -212,12 +224,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stop,
         tasks,
         audit,
+        reload: (shared, state, worker_count),
     })
 }
 
-/// Runs until SIGTERM or SIGINT, then shuts down gracefully.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let running = start(config).await?;
+/// Runs until SIGTERM or SIGINT, then shuts down gracefully. With `path`, the config is
+/// reloaded from it on SIGHUP or when it changes.
+pub async fn serve(config: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let mut running = start(config).await?;
+    if let Some(path) = path {
+        running.watch_config(path);
+    }
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown().await;

@@ -8,12 +8,11 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use axum::Router;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::listener::{self, ConnLimits};
+use super::listener::{self, ConnLimits, SharedRouter};
 
 /// Binds `count` listeners on `addr` with `SO_REUSEPORT`. When `addr` has port 0, the first
 /// bind picks the port and the rest join it.
@@ -40,7 +39,7 @@ pub fn bind(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<std::net::TcpL
 /// has drained and stopped.
 pub fn spawn(
     listeners: Vec<std::net::TcpListener>,
-    router: Router,
+    router: SharedRouter,
     tls: Option<TlsAcceptor>,
     limits: ConnLimits,
     stop: watch::Receiver<bool>,

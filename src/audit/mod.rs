@@ -18,6 +18,7 @@ pub mod event;
 pub mod postgres;
 pub mod query;
 pub mod redact;
+pub mod reload;
 pub mod request;
 pub mod retention;
 pub mod setup;

@@ -18,6 +18,7 @@ mod oidc_login;
 mod oidc_provider;
 mod oidc_provider_selftest;
 mod process;
+mod reload;
 mod sessions;
 mod shutdown;
 mod streaming;

@@ -1,0 +1,163 @@
+//! Config reload: on SIGHUP, or when the config file's modification time changes, the file is
+//! validated; a valid one builds a new state (routes, policies, upstream pools, providers) and
+//! the router is swapped atomically, so every request runs wholly under the old config or the
+//! new one. An invalid file is rejected and the old config keeps serving. Listener, TLS,
+//! worker, session and audit settings are fixed at start: a reload keeps the running ones and
+//! logs that a change there needs a restart.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use super::listener::SharedRouter;
+use super::{AppState, router};
+use crate::config::{self, Config};
+
+/// How often the file's modification time is checked.
+const POLL: Duration = Duration::from_secs(2);
+
+/// Watches the config file and swaps the router on a valid change.
+pub(crate) struct Reloader {
+    path: PathBuf,
+    shared: SharedRouter,
+    /// The running state: sessions, audit and the fixed sections are taken from it.
+    current: Arc<AppState>,
+    workers: usize,
+    modified: Option<SystemTime>,
+}
+
+impl Reloader {
+    pub(crate) fn new(
+        path: PathBuf,
+        shared: SharedRouter,
+        current: Arc<AppState>,
+        workers: usize,
+    ) -> Self {
+        let modified = modified(&path);
+        Reloader {
+            path,
+            shared,
+            current,
+            workers,
+            modified,
+        }
+    }
+
+    /// Runs until `stop` turns true.
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        #[cfg(unix)]
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let signalled = async {
+                match hangup.as_mut() {
+                    Some(hangup) => {
+                        hangup.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let signalled = std::future::pending::<()>();
+            tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => return,
+                _ = signalled => self.reload("SIGHUP"),
+                _ = tokio::time::sleep(POLL) => {
+                    let now = modified(&self.path);
+                    if now != self.modified {
+                        self.modified = now;
+                        self.reload("file change");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Validates the file and swaps the router; on any error the old config keeps serving.
+    pub(crate) fn reload(&mut self, cause: &str) {
+        let new = match config::load(&self.path) {
+            Ok(new) => new,
+            Err(errors) => {
+                tracing::error!(
+                    %cause,
+                    path = %self.path.display(),
+                    "config reload rejected; the old config keeps serving:\n{errors}"
+                );
+                self.record(None, false);
+                return;
+            }
+        };
+        let new = keep_fixed_sections(&self.current.config, new);
+        let mut state = match AppState::build(new, self.current.sessions.clone(), self.workers) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::error!(%cause, "config reload rejected: {error:#}");
+                self.record(None, false);
+                return;
+            }
+        };
+        state.audit = self
+            .current
+            .audit
+            .as_ref()
+            .map(|audit| Arc::new(audit.for_config(&state.config)));
+        let state = Arc::new(state);
+        state.oidc.spawn_discovery();
+        self.shared.store(Arc::new(router(state.clone())));
+        tracing::info!(%cause, routes = state.config.routes.len(), "config reloaded");
+        self.record(Some(&state.config), true);
+        self.current = state;
+    }
+
+    fn record(&self, config: Option<&Config>, applied: bool) {
+        if let Some(audit) = &self.current.audit {
+            let hash = config.map(crate::audit::setup::config_hash);
+            audit.record_reload(hash.as_deref(), applied);
+        }
+    }
+}
+
+/// The new config with the sections a reload cannot change taken from the running one.
+fn keep_fixed_sections(running: &Config, mut new: Config) -> Config {
+    let fixed = |c: &Config| {
+        format!(
+            "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}",
+            c.server.listen,
+            c.server.admin_listen,
+            c.server.tls,
+            c.server.workers,
+            c.server.header_read_timeout,
+            (
+                c.server.max_header_bytes,
+                c.server.max_headers,
+                c.server.max_connections
+            ),
+            c.session,
+            c.audit
+        )
+    };
+    if fixed(running) != fixed(&new) {
+        tracing::warn!(
+            "config reload: listener, TLS, worker, limit, [session] and [audit] changes need a \
+             restart; the running values stay"
+        );
+    }
+    new.server.listen = running.server.listen;
+    new.server.admin_listen = running.server.admin_listen;
+    new.server.tls = running.server.tls.clone();
+    new.server.workers = running.server.workers;
+    new.server.header_read_timeout = running.server.header_read_timeout;
+    new.server.max_header_bytes = running.server.max_header_bytes;
+    new.server.max_headers = running.server.max_headers;
+    new.server.max_connections = running.server.max_connections;
+    new.session = running.session.clone();
+    new.audit = running.audit.clone();
+    new
+}
+
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}

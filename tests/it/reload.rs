@@ -1,0 +1,71 @@
+//! Config reload on the real binary: a valid change is applied (file change and SIGHUP), an
+//! invalid file is rejected while the old config keeps serving.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn config_text(port: u16, routes: &str) -> String {
+    format!(
+        "version = 1\n[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"off\"\n{routes}"
+    )
+}
+
+async fn status(url: &str) -> u16 {
+    client().get(url).send().await.unwrap().status().as_u16()
+}
+
+/// Polls until `url` answers `want` (reload is asynchronous), for at most 10 s.
+async fn eventually(url: &str, want: u16) {
+    let started = Instant::now();
+    loop {
+        let got = status(url).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{url}: still {got}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn valid_changes_apply_and_invalid_ones_are_rejected() {
+    let upstream = echo_upstream().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.toml");
+    let one = public_route("a", "/a/", std::slice::from_ref(&upstream), "");
+    std::fs::write(&path, config_text(port, &one)).unwrap();
+    let binary = Binary::spawn(&["serve", "--config", path.to_str().unwrap()], port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    assert_eq!(status(&format!("{base}/a/x")).await, 200);
+    assert_eq!(status(&format!("{base}/b/x")).await, 404);
+
+    // A file change adds a route.
+    let two = one.clone() + &public_route("b", "/b/", std::slice::from_ref(&upstream), "");
+    std::fs::write(&path, config_text(port, &two)).unwrap();
+    eventually(&format!("{base}/b/x"), 200).await;
+
+    // An invalid file is rejected: the running config keeps serving both routes.
+    std::fs::write(
+        &path,
+        config_text(port, &(two.clone() + "[[routes]]\nid = \"BAD\"\n")),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(status(&format!("{base}/a/x")).await, 200);
+    assert_eq!(status(&format!("{base}/b/x")).await, 200);
+
+    // SIGHUP applies a valid file (route b removed) without waiting for the poll.
+    std::fs::write(&path, config_text(port, &one)).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &binary.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    eventually(&format!("{base}/b/x"), 404).await;
+    assert_eq!(status(&format!("{base}/a/x")).await, 200);
+}
