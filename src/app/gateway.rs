@@ -44,6 +44,13 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             return pages::error_page(status, "The request path is not allowed.", id, html);
         }
     };
+    // The reserved prefix is never forwarded, however the path was spelled: a request that
+    // only normalizes onto it (`/x/../.portcullis/login`) missed the router's endpoints.
+    if path == "/.portcullis" || path.starts_with("/.portcullis/") {
+        let status = StatusCode::NOT_FOUND;
+        record("", "none", status, started);
+        return pages::error_page(status, "No such portcullis endpoint.", id, html);
+    }
     let host = request_host(&req);
     let Some(index) = state.routes.find(host.as_deref(), &path, req.method()) else {
         let status = StatusCode::NOT_FOUND;

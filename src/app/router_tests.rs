@@ -97,3 +97,32 @@ async fn allowed_request_to_a_dead_upstream_is_502_json() {
     assert_eq!(code, StatusCode::BAD_GATEWAY);
     assert_eq!(headers["content-type"], "application/json");
 }
+
+#[tokio::test]
+async fn the_reserved_prefix_is_never_forwarded() {
+    // A public catch-all route would forward anything; these normalize onto the reserved
+    // prefix or name an endpoint that does not exist.
+    for uri in [
+        "/.portcullis/nope",
+        "/.portcullis",
+        "/x/../.portcullis/login",
+        "/x/%2e%2e/.portcullis/whoami",
+        "//.portcullis/login",
+    ] {
+        let everything = r#"
+[[routes]]
+id = "everything"
+path = "/"
+upstream = ["http://127.0.0.1:9"]
+auth = ["none"]
+[routes.policy]
+allow = [{ public = true }]
+"#;
+        let response = app(everything)
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        // 502 would mean it was forwarded (to the dead upstream).
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{uri}");
+    }
+}
