@@ -22,13 +22,34 @@ use tower::ServiceExt;
 
 use crate::admin::names;
 
-/// The router a listener serves, swappable at run time (config reload): each request uses
-/// the router current when it arrived.
-pub type SharedRouter = Arc<arc_swap::ArcSwap<Router>>;
+/// What a listener serves, swappable at run time (config reload): each request uses the
+/// one current when it arrived.
+pub type SharedRouter = Arc<arc_swap::ArcSwap<Dispatch>>;
 
-/// A [`SharedRouter`] that starts with `router`.
+/// A router, plus for the main listener the state its gateway serves: proxied requests (the
+/// hot path) go straight to the gateway, skipping the router's matching, boxing and handler
+/// adapters; `/.portcullis/` requests go through the router.
+pub struct Dispatch {
+    /// Every request when `gateway` is None; otherwise the reserved prefix only.
+    pub router: Router,
+    /// The gateway's state for the main listener.
+    pub gateway: Option<Arc<super::AppState>>,
+}
+
+/// A [`SharedRouter`] for a listener that serves `router` only (the admin listener).
 pub fn shared(router: Router) -> SharedRouter {
-    Arc::new(arc_swap::ArcSwap::from_pointee(router))
+    Arc::new(arc_swap::ArcSwap::from_pointee(Dispatch {
+        router,
+        gateway: None,
+    }))
+}
+
+/// The main listener's [`SharedRouter`]: the app's router and its gateway.
+pub fn main_dispatch(state: Arc<super::AppState>) -> SharedRouter {
+    Arc::new(arc_swap::ArcSwap::from_pointee(Dispatch {
+        router: super::router(state.clone()),
+        gateway: Some(state),
+    }))
 }
 
 /// Facts about the client connection a request arrived on, set as a request extension.
@@ -200,13 +221,23 @@ impl Connection {
         let router = self.router;
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(info);
-            let router = Router::clone(&router.load());
+            let dispatch = router.load_full();
             async move {
-                let response = router.oneshot(req.map(Body::new)).await;
-                Ok::<_, Infallible>(match response {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                })
+                let reserved = req.uri().path().starts_with("/.portcullis");
+                let response = match &dispatch.gateway {
+                    Some(state) if !reserved => {
+                        super::gateway::handle(
+                            axum::extract::State(state.clone()),
+                            req.map(Body::new),
+                        )
+                        .await
+                    }
+                    _ => match dispatch.router.clone().oneshot(req.map(Body::new)).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                };
+                Ok::<_, Infallible>(response)
             }
         });
         let conn = self

@@ -200,7 +200,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         readiness.watch_audit(audit.audit.sink.writable_flag());
     }
     let (stop, stopped) = watch::channel(false);
-    let shared = listener::shared(router(state.clone()));
+    let shared = listener::main_dispatch(state.clone());
     let workers = workers::spawn(listeners, shared.clone(), tls, limits, stopped.clone())?;
     let mut tasks = vec![tokio::spawn(async move {
         for worker in workers {

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+use super::AppState;
 use super::listener::SharedRouter;
-use super::{AppState, router};
 use crate::config::{self, Config};
 
 /// How often the file's modification time is checked.
@@ -106,7 +106,8 @@ impl Reloader {
             .map(|audit| Arc::new(audit.for_config(&state.config)));
         let state = Arc::new(state);
         state.oidc.spawn_discovery();
-        self.shared.store(Arc::new(router(state.clone())));
+        self.shared
+            .store(super::listener::main_dispatch(state.clone()).load_full());
         tracing::info!(%cause, routes = state.config.routes.len(), "config reloaded");
         self.record(Some(&state.config), true);
         self.current = state;
