@@ -46,8 +46,15 @@ pub(crate) fn convert(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
     let server = convert_server(&file.server, &mut problems);
     super::later::check_later_sections(&file, &mut problems);
     let routes = super::route::convert_routes(&file.routes, &mut problems);
+    let token_issuers = super::token_issuer::convert_token_issuers(&file, &mut problems);
+    let assertion = super::token_issuer::convert_assertion(file.assertion.as_ref(), &mut problems);
     match server {
-        Some(server) if problems.0.is_empty() => Ok(Config { server, routes }),
+        Some(server) if problems.0.is_empty() => Ok(Config {
+            server,
+            routes,
+            token_issuers,
+            assertion,
+        }),
         _ => Err(problems.0),
     }
 }
@@ -128,7 +135,16 @@ fn convert_server(file: &ServerFile, p: &mut Problems) -> Option<ServerConfig> {
         file.shutdown_grace.as_deref(),
         Duration::from_secs(8),
     );
+    let data_dir = match file.data_dir.as_deref() {
+        Some("") => {
+            p.add("server.data_dir", "must not be empty");
+            std::path::PathBuf::new()
+        }
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::PathBuf::from("data"),
+    };
     Some(ServerConfig {
+        data_dir,
         listen,
         public_url: public_url?,
         admin_listen,

@@ -19,9 +19,13 @@ mod rule;
 #[cfg(test)]
 mod tests;
 mod time_window;
+mod token_issuer;
 mod types;
 
 pub use duration::{parse_duration, parse_size};
+pub use token_issuer::{
+    ALLOWED_ALGORITHMS, AssertionConfig, MAX_ASSERTION_LIFETIME, TokenIssuerConfig,
+};
 pub use types::*;
 
 use std::fmt;
