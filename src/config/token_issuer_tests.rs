@@ -51,7 +51,7 @@ fn token_issuer_defaults() {
 
 #[test]
 fn token_issuer_every_key() {
-    let config = load(&format!(
+    let config = load(
         r#"version = 1
 [server]
 data_dir = "/var/lib/portcullis"
@@ -75,9 +75,9 @@ auth = ["bearer"]
 bearer_query_param = "access_token"
 pass_access_token = true
 [routes.policy]
-allow = [{{ public = true }}]
-"#
-    ))
+allow = [{ public = true }]
+"#,
+    )
     .unwrap();
     let issuer = &config.token_issuers[0];
     assert_eq!(
@@ -108,7 +108,7 @@ allow = [{{ public = true }}]
 
 #[test]
 fn token_issuer_problems_have_key_paths() {
-    let errors = load(&format!(
+    let errors = load(
         r#"version = 1
 [[token_issuers]]
 issuer = "not a url"
@@ -134,9 +134,9 @@ upstream = "http://127.0.0.1:9001"
 auth = ["session"]
 bearer_query_param = "a b"
 [routes.policy]
-allow = [{{ public = true }}]
-"#
-    ))
+allow = [{ public = true }]
+"#,
+    )
     .unwrap_err();
     assert_error(&errors, "token_issuers[0].issuer", "not a URL");
     assert_error(&errors, "token_issuers[0].jwks_uri", "https or http");
