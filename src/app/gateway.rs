@@ -14,7 +14,7 @@ use super::AppState;
 use super::listener::ConnInfo;
 use super::pages;
 use crate::admin::names;
-use crate::identity::Presented;
+use crate::identity::{AuthMethod, Presented, bearer_request};
 use crate::policy::{self, Outcome, RequestFacts};
 use crate::proxy::{self, ForwardContext, ProxyError};
 use crate::routes::{self, normalize_path};
@@ -56,7 +56,11 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
     // Identity sources plug in here, each turning what the request carries into a
     // `Presented`: browser sessions (OIDC release), bearer tokens (bearer release). Until
     // then every caller is anonymous, so only public rules can allow.
-    let presented = Presented::Anonymous;
+    let presented = if route.route().auth.contains(&AuthMethod::Bearer) {
+        bearer_request::presented(&state.bearer, req.headers(), req.uri(), route.route()).await
+    } else {
+        Presented::Anonymous
+    };
     if let Presented::InvalidBearer { reason } = &presented {
         tracing::debug!(request_id = %id, route = %route_id, %reason, "invalid bearer token");
         let status = StatusCode::UNAUTHORIZED;

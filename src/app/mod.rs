@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::config::Config;
+use crate::identity::bearer::BearerValidator;
+use crate::identity::fetch::control_plane_client;
 use crate::proxy::RouteProxy;
 use crate::routes::RouteTable;
 
@@ -32,6 +34,8 @@ pub struct AppState {
     pub routes: RouteTable,
     /// One upstream side per route, in config order.
     pub proxies: Vec<RouteProxy>,
+    /// Bearer token validation for every `[[token_issuers]]` entry.
+    pub bearer: Arc<BearerValidator>,
 }
 
 impl AppState {
@@ -48,10 +52,15 @@ impl AppState {
                     .with_context(|| format!("route {}", route.id))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let bearer = Arc::new(BearerValidator::new(
+            &config.token_issuers,
+            control_plane_client(),
+        ));
         Ok(AppState {
             config: Arc::new(config),
             routes,
             proxies,
+            bearer,
         })
     }
 }
@@ -91,6 +100,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
     let state = Arc::new(AppState::new(config)?);
+    if !state.bearer.is_empty() {
+        let bearer = state.bearer.clone();
+        tokio::spawn(async move { bearer.warm_up().await });
+    }
     let listener = TcpListener::bind(server.listen)
         .await
         .with_context(|| format!("server.listen: cannot bind {}", server.listen))?;

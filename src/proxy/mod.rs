@@ -28,7 +28,7 @@ mod headers;
 mod hop;
 mod target;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod upgrade;
 mod upstream;
 
