@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod bearer;
 mod cli;
 mod errors;
 mod h2;
