@@ -79,12 +79,15 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
 
     let response = match (decision.permit(), decision.outcome) {
         (Some(permit), _) => {
+            let assertion =
+                identity.and_then(|id| state.assertion.assertion(id, &route.route().audience));
             let ctx = ForwardContext {
                 peer: conn.peer,
                 tls: conn.tls,
                 trusted_peer: trusted.iter().any(|net| net.contains(&conn.peer.ip())),
                 path: &path,
                 identity,
+                assertion: assertion.as_ref(),
             };
             match proxy::forward(permit, route, ctx, req).await {
                 Ok(response) => response,

@@ -2,9 +2,11 @@
 //! listeners, serves until told to stop, then drains. [`router`] is what tests call with
 //! `oneshot`; [`start`] gives tests and the demo a running instance on real sockets.
 
+mod forward_auth;
 mod gateway;
 mod listener;
 mod pages;
+mod service_endpoints;
 mod tls;
 
 pub use listener::{ConnInfo, ConnLimits};
@@ -15,12 +17,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use axum::routing::{any, get};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::config::Config;
+use crate::identity::assertion::AssertionSigner;
 use crate::identity::bearer::BearerValidator;
 use crate::identity::fetch::control_plane_client;
 use crate::proxy::RouteProxy;
@@ -36,6 +40,9 @@ pub struct AppState {
     pub proxies: Vec<RouteProxy>,
     /// Bearer token validation for every `[[token_issuers]]` entry.
     pub bearer: Arc<BearerValidator>,
+    /// Signs `X-Portcullis-Jwt-Assertion`; serves `/.portcullis/jwks.json`. [`AppState::new`]
+    /// uses an in-memory key; [`start`] loads the configured or persisted one.
+    pub assertion: Arc<AssertionSigner>,
 }
 
 impl AppState {
@@ -56,11 +63,14 @@ impl AppState {
             &config.token_issuers,
             control_plane_client(),
         ));
+        let assertion =
+            AssertionSigner::ephemeral(&config.server.public_url, config.assertion.lifetime)?;
         Ok(AppState {
             config: Arc::new(config),
             routes,
             proxies,
             bearer,
+            assertion: Arc::new(assertion),
         })
     }
 }
@@ -68,7 +78,11 @@ impl AppState {
 /// The main listener's router: reserved `/.portcullis/` endpoints, everything else to the
 /// gateway.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().fallback(gateway::handle).with_state(state)
+    Router::new()
+        .route("/.portcullis/jwks.json", get(service_endpoints::jwks))
+        .route("/.portcullis/auth", any(forward_auth::handle))
+        .fallback(gateway::handle)
+        .with_state(state)
 }
 
 /// A running instance.
@@ -99,7 +113,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(tls) => Some(tls::acceptor(tls).await?),
         None => None,
     };
-    let state = Arc::new(AppState::new(config)?);
+    let mut state = AppState::new(config)?;
+    state.assertion = Arc::new(AssertionSigner::load(&state.config).await?);
+    let state = Arc::new(state);
     if !state.bearer.is_empty() {
         let bearer = state.bearer.clone();
         tokio::spawn(async move { bearer.warm_up().await });

@@ -2,6 +2,7 @@
 //! the source (browser session or bearer token; both arrive in later work). It does not decide
 //! anything: deciding is [`crate::policy`]'s job.
 
+pub mod assertion;
 pub mod bearer;
 mod bearer_claims;
 pub mod bearer_request;

@@ -75,6 +75,7 @@ pub(crate) fn ctx<'a>(path: &'a str, identity: Option<&'a Identity>) -> ForwardC
         trusted_peer: false,
         path,
         identity,
+        assertion: None,
     }
 }
 
