@@ -1,7 +1,9 @@
 //! Bearer tokens through the whole proxy: the attack corpus (every token 401, no upstream
 //! hit), scopes deciding access, the opt-in query parameter.
 
+mod assertion;
 mod attacks;
+mod forward_auth;
 pub mod keys;
 
 use std::sync::Arc;
