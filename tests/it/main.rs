@@ -6,11 +6,15 @@ mod support;
 
 mod admin;
 mod bearer;
+mod browser;
 mod cli;
 mod errors;
 mod h2;
 mod headers;
 mod limits;
+mod oidc_login;
+mod oidc_provider;
+mod oidc_provider_selftest;
 mod process;
 mod shutdown;
 mod streaming;

@@ -2,7 +2,8 @@
 //! echo upstream (it answers with what it received, so the headers portcullis adds are
 //! visible) and the proxy with a few routes of different policies, then prints the URLs.
 //! The echo upstream also backs `portcullis upstream`, the fast upstream the benchmark uses.
-//! Nothing here is reachable from `serve`.
+//! [`dev_provider`] is the built-in development OpenID provider the demo logs users in with
+//! (alice, bob, carol; no passwords). Nothing here is reachable from `serve`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,8 +18,11 @@ use tokio::net::TcpListener;
 
 use crate::config;
 
+pub mod dev_provider;
+mod dev_tokens;
+
 /// The embedded demo config; `{UPSTREAM}`, `{LISTEN}` and `{ADMIN}` are filled in at start.
-const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 
 /// Serves the echo upstream on `listener` forever. With `fixed`, every answer is `200 ok\n`
 /// (a benchmark peer that costs almost nothing); otherwise the request is echoed as JSON.
