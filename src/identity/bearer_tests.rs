@@ -332,8 +332,8 @@ async fn unknown_kid_refetches_once_then_is_rate_limited() {
     }
     assert_eq!(
         f.jwks.hits(),
-        1,
-        "within the refetch interval nothing is refetched"
+        2,
+        "one refetch for unknown kids, then rate limited"
     );
 }
 

@@ -5,6 +5,7 @@ mod assertion;
 mod attacks;
 mod forward_auth;
 pub mod keys;
+mod provider;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
