@@ -16,7 +16,7 @@ use super::pages;
 use super::templates;
 use crate::admin::names;
 use crate::config::RouteConfig;
-use crate::identity::{AuthMethod, Identity, Presented};
+use crate::identity::{AuthMethod, Identity, Presented, bearer_request};
 use crate::policy::{self, Outcome, RequestFacts};
 use crate::proxy::{self, ForwardContext, ProxyError};
 use crate::routes::{self, normalize_path};
@@ -80,19 +80,23 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         Err(_) => return audit_unavailable(&route_id, id, started, html),
     };
 
-    // Identity sources turn what the request carries into a `Presented`: the browser
-    // session here; bearer tokens join with the bearer release.
-    let accepts_session = route.route().auth.contains(&AuthMethod::Session);
-    let presented = match accepts_session {
-        true => match super::browser::session_identity(&state, req.headers()).await {
-            // A route may take logins from some providers only.
-            Some(identity) if provider_accepted(route.route(), &identity) => {
-                Presented::Verified(identity)
-            }
-            _ => Presented::Anonymous,
-        },
-        false => Presented::Anonymous,
-    };
+    // Identity sources turn what the request carries into a `Presented`: a bearer token
+    // when the route takes them and one was sent, else the browser session.
+    let auth = &route.route().auth;
+    let accepts_session = auth.contains(&AuthMethod::Session);
+    let mut presented = Presented::Anonymous;
+    if auth.contains(&AuthMethod::Bearer) {
+        presented =
+            bearer_request::presented(&state.bearer, req.headers(), req.uri(), route.route()).await;
+    }
+    // A route may take logins from some providers only.
+    if presented == Presented::Anonymous
+        && accepts_session
+        && let Some(identity) = super::browser::session_identity(&state, req.headers()).await
+        && provider_accepted(route.route(), &identity)
+    {
+        presented = Presented::Verified(identity);
+    }
     if let Some(audit) = audit.as_mut() {
         audit.presented(&presented);
     }
@@ -126,12 +130,15 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
 
     let response = match (decision.permit(), decision.outcome) {
         (Some(permit), _) => {
+            let assertion =
+                identity.and_then(|id| state.assertion.assertion(id, &route.route().audience));
             let ctx = ForwardContext {
                 peer: conn.peer,
                 tls: conn.tls,
                 trusted_peer: trusted.iter().any(|net| net.contains(&conn.peer.ip())),
                 path: &path,
                 identity,
+                assertion: assertion.as_ref(),
             };
             let mut req = req;
             // The session cookie is a credential for portcullis, never for the upstream.

@@ -3,12 +3,14 @@
 //! `oneshot`; [`start`] gives tests and the demo a running instance on real sockets.
 
 mod browser;
+mod forward_auth;
 mod gateway;
 mod listener;
 mod login;
 mod logout;
 mod pages;
 mod reload;
+mod service_endpoints;
 mod templates;
 mod tls;
 mod workers;
@@ -27,6 +29,9 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::config::Config;
+use crate::identity::assertion::AssertionSigner;
+use crate::identity::bearer::BearerValidator;
+use crate::identity::fetch::control_plane_client;
 use crate::identity::oidc::OidcProviders;
 use crate::proxy::RouteProxy;
 use crate::routes::RouteTable;
@@ -46,6 +51,11 @@ pub struct AppState {
     pub sessions: Sessions,
     /// OpenID providers for browser login.
     pub oidc: OidcProviders,
+    /// Bearer token validation for every `[[token_issuers]]` entry.
+    pub bearer: Arc<BearerValidator>,
+    /// Signs `X-Portcullis-Jwt-Assertion`; serves `/.portcullis/jwks.json`. [`AppState::new`]
+    /// uses an in-memory key; [`start`] loads the configured or persisted one.
+    pub assertion: Arc<AssertionSigner>,
 }
 
 impl AppState {
@@ -78,6 +88,12 @@ impl AppState {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let oidc = OidcProviders::new(&config.providers, &config.server.public_url)
             .context("providers")?;
+        let bearer = Arc::new(BearerValidator::new(
+            &config.token_issuers,
+            control_plane_client(),
+        ));
+        let assertion =
+            AssertionSigner::ephemeral(&config.server.public_url, config.assertion.lifetime)?;
         Ok(AppState {
             config: Arc::new(config),
             routes,
@@ -85,6 +101,8 @@ impl AppState {
             audit: None,
             sessions,
             oidc,
+            bearer,
+            assertion: Arc::new(assertion),
         })
     }
 }
@@ -92,7 +110,7 @@ impl AppState {
 /// The main listener's router: reserved `/.portcullis/` endpoints, everything else to the
 /// gateway.
 pub fn router(state: Arc<AppState>) -> Router {
-    use axum::routing::{get, post};
+    use axum::routing::{any, get, post};
     Router::new()
         .route(
             "/.portcullis/api/audit",
@@ -107,6 +125,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/.portcullis/logged-out", get(logout::logged_out))
         .route("/.portcullis/backchannel-logout", post(logout::backchannel))
         .route("/.portcullis/whoami", get(login::whoami))
+        .route("/.portcullis/jwks.json", get(service_endpoints::jwks))
+        .route("/.portcullis/auth", any(forward_auth::handle))
         .fallback(gateway::handle)
         .with_state(state)
 }
@@ -168,8 +188,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let worker_count = server.workers.unwrap_or_else(workers::default_count);
     let mut state = AppState::build(config, sessions, worker_count)?;
     state.audit = audit.as_ref().map(|a| a.audit.clone());
+    state.assertion = Arc::new(AssertionSigner::load(&state.config).await?);
     let state = Arc::new(state);
     state.oidc.spawn_discovery();
+    if !state.bearer.is_empty() {
+        let bearer = state.bearer.clone();
+        tokio::spawn(async move { bearer.warm_up().await });
+    }
     let listeners = workers::bind(server.listen, worker_count)?;
     let addr = match listeners.first() {
         Some(listener) => listener.local_addr()?,

@@ -104,8 +104,13 @@ impl Reloader {
             .audit
             .as_ref()
             .map(|audit| Arc::new(audit.for_config(&state.config)));
+        state.assertion = self.current.assertion.clone();
         let state = Arc::new(state);
         state.oidc.spawn_discovery();
+        if !state.bearer.is_empty() {
+            let bearer = state.bearer.clone();
+            tokio::spawn(async move { bearer.warm_up().await });
+        }
         self.shared
             .store(super::listener::main_dispatch(state.clone()).load_full());
         tracing::info!(%cause, routes = state.config.routes.len(), "config reloaded");
@@ -125,7 +130,7 @@ impl Reloader {
 fn keep_fixed_sections(running: &Config, mut new: Config) -> Config {
     let fixed = |c: &Config| {
         format!(
-            "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}",
+            "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}",
             c.server.listen,
             c.server.admin_listen,
             c.server.tls,
@@ -137,13 +142,15 @@ fn keep_fixed_sections(running: &Config, mut new: Config) -> Config {
                 c.server.max_connections
             ),
             c.session,
-            c.audit
+            c.audit,
+            c.assertion,
+            c.server.data_dir
         )
     };
     if fixed(running) != fixed(&new) {
         tracing::warn!(
-            "config reload: listener, TLS, worker, limit, [session] and [audit] changes need a \
-             restart; the running values stay"
+            "config reload: listener, TLS, worker, limit, data_dir, [session], [audit] and \
+             [assertion] changes need a restart; the running values stay"
         );
     }
     new.server.listen = running.server.listen;
@@ -156,6 +163,8 @@ fn keep_fixed_sections(running: &Config, mut new: Config) -> Config {
     new.server.max_connections = running.server.max_connections;
     new.session = running.session.clone();
     new.audit = running.audit.clone();
+    new.assertion = running.assertion.clone();
+    new.server.data_dir = running.server.data_dir.clone();
     new
 }
 

@@ -52,6 +52,8 @@ pub(crate) fn convert(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
         .audit
         .as_ref()
         .map(|audit| super::audit::convert_audit(audit, &mut problems));
+    let token_issuers = super::token_issuer::convert_token_issuers(&file, &mut problems);
+    let assertion = super::token_issuer::convert_assertion(file.assertion.as_ref(), &mut problems);
     match server {
         Some(server) if problems.0.is_empty() => Ok(Config {
             server,
@@ -59,6 +61,8 @@ pub(crate) fn convert(file: FileConfig) -> Result<Config, Vec<ConfigError>> {
             providers,
             session,
             audit,
+            token_issuers,
+            assertion,
         }),
         _ => Err(problems.0),
     }
@@ -152,7 +156,16 @@ fn convert_server(file: &ServerFile, p: &mut Problems) -> Option<ServerConfig> {
         file.shutdown_grace.as_deref(),
         Duration::from_secs(8),
     );
+    let data_dir = match file.data_dir.as_deref() {
+        Some("") => {
+            p.add("server.data_dir", "must not be empty");
+            std::path::PathBuf::new()
+        }
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::PathBuf::from("data"),
+    };
     Some(ServerConfig {
+        data_dir,
         listen,
         public_url: public_url?,
         admin_listen,

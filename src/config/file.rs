@@ -32,6 +32,7 @@ pub struct FileConfig {
     pub audit: Option<AuditFile>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    pub assertion: Option<AssertionFile>,
 }
 
 /// `[server]`. Key meanings and defaults: [`super::ServerConfig`].
@@ -50,6 +51,7 @@ pub struct ServerFile {
     pub max_connections: Option<i64>,
     pub shutdown_grace: Option<String>,
     pub workers: Option<i64>,
+    pub data_dir: Option<String>,
 }
 
 /// `[server.tls]` or `tls = { cert = .., key = .. }`.
@@ -78,6 +80,9 @@ pub struct RouteFile {
     pub strip_prefix: bool,
     #[serde(default)]
     pub pass_authorization: bool,
+    pub bearer_query_param: Option<String>,
+    #[serde(default)]
+    pub pass_access_token: bool,
     pub connect_timeout: Option<String>,
     pub response_timeout: Option<String>,
     pub idle_timeout: Option<String>,
@@ -173,10 +178,22 @@ pub struct ProviderFile {
 #[serde(deny_unknown_fields)]
 pub struct TokenIssuerFile {
     pub issuer: String,
+    pub jwks_uri: Option<String>,
     pub audiences: Vec<String>,
     pub algorithms: Option<Vec<String>>,
     pub max_lifetime: Option<String>,
     pub leeway: Option<String>,
+    pub required_claims: Option<Vec<String>>,
+    pub groups_claim: Option<String>,
+}
+
+/// `[assertion]`: the key that signs `X-Portcullis-Jwt-Assertion`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionFile {
+    pub key: Option<String>,
+    pub previous_keys: Option<Vec<String>>,
+    pub lifetime: Option<String>,
 }
 
 /// `[audit]`. Key meanings and defaults: [`super::AuditConfig`].

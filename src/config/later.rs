@@ -1,5 +1,5 @@
-//! Sections that later releases act on (`[session]`, `[[providers]]`, `[[token_issuers]]`):
-//! their cheap checks (enums, durations, URLs, secret references, rule tables) run
+//! Sections whose runtime form lives elsewhere but whose cheap shared checks run here
+//! (`[session]`, `[[providers]]`): enums, durations, URLs, secret references, rule tables. They run
 //! now so a config written today keeps loading tomorrow, but nothing is converted into the
 //! runtime [`super::Config`] yet. Nothing here fetches a secret or contacts a provider.
 
@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use url::Url;
 
 use super::convert::{Problems, positive_duration};
-use super::file::{FileConfig, ProviderFile, SessionFile, TokenIssuerFile};
+use super::file::{FileConfig, ProviderFile, SessionFile};
 use super::route::route_id;
 use crate::secrets::SecretRef;
 
@@ -27,9 +27,6 @@ pub(crate) fn check_later_sections(file: &FileConfig, p: &mut Problems) {
             );
         }
         check_provider(&at, provider, p);
-    }
-    for (i, issuer) in file.token_issuers.iter().enumerate() {
-        check_token_issuer(&format!("token_issuers[{i}]"), issuer, p);
     }
 }
 
@@ -129,36 +126,5 @@ fn check_provider(at: &str, provider: &ProviderFile, p: &mut Problems) {
         && !scopes.iter().any(|s| s == "openid")
     {
         p.add(format!("{at}.scopes"), "must include \"openid\"");
-    }
-}
-
-fn check_token_issuer(at: &str, issuer: &TokenIssuerFile, p: &mut Problems) {
-    url(
-        p,
-        &format!("{at}.issuer"),
-        &issuer.issuer,
-        &["https", "http"],
-    );
-    if issuer.audiences.is_empty() {
-        p.add(format!("{at}.audiences"), "needs at least one audience");
-    }
-    // Asymmetric algorithms only: `none` and shared-secret HMAC are how JWT bypasses happen.
-    let algorithms = [
-        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-    ];
-    for (i, alg) in issuer.algorithms.iter().flatten().enumerate() {
-        one_of(p, &format!("{at}.algorithms[{i}]"), Some(alg), &algorithms);
-    }
-    positive_duration(
-        p,
-        &format!("{at}.max_lifetime"),
-        issuer.max_lifetime.as_deref(),
-        Default::default(),
-    );
-    // A zero leeway is a legitimate choice, so only the syntax is checked.
-    if let Some(leeway) = &issuer.leeway
-        && let Err(message) = super::duration::parse_duration(leeway)
-    {
-        p.add(format!("{at}.leeway"), message);
     }
 }

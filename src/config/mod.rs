@@ -22,12 +22,16 @@ mod session;
 #[cfg(test)]
 mod tests;
 mod time_window;
+mod token_issuer;
 mod types;
 
 pub use audit::{AuditConfig, AuditUrl, Durability, RedactAction, RedactConfig};
 pub use duration::{parse_duration, parse_size};
 pub use provider::{Preset, ProviderConfig};
 pub use session::{SessionConfig, SessionStoreKind};
+pub use token_issuer::{
+    ALLOWED_ALGORITHMS, AssertionConfig, MAX_ASSERTION_LIFETIME, TokenIssuerConfig,
+};
 pub use types::*;
 
 use std::fmt;

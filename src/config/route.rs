@@ -170,6 +170,7 @@ fn convert_route(at: &str, file: &RouteFile, p: &mut Problems) -> Option<RouteCo
         .as_deref()
         .and_then(|text| p.parsed_opt(&format!("{at}.upstream_ca"), SecretRef::parse(text)));
     let policy = convert_policy(&format!("{at}.policy"), file.policy.as_ref(), &auth, p);
+    let bearer_query_param = super::token_issuer::bearer_query_param(at, file, &auth, p);
     id_ok.ok()?;
     Some(RouteConfig {
         id: Arc::from(file.id.as_str()),
@@ -184,6 +185,8 @@ fn convert_route(at: &str, file: &RouteFile, p: &mut Problems) -> Option<RouteCo
         preserve_host: file.preserve_host,
         strip_prefix: file.strip_prefix,
         pass_authorization: file.pass_authorization,
+        bearer_query_param,
+        pass_access_token: file.pass_access_token,
         timeouts,
         max_body,
         retries,

@@ -28,6 +28,10 @@ pub struct Config {
     pub session: super::SessionConfig,
     /// `[audit]`; None = no audit trail (and no cost).
     pub audit: Option<super::AuditConfig>,
+    /// `[[token_issuers]]`: who may sign bearer tokens.
+    pub token_issuers: Vec<super::TokenIssuerConfig>,
+    /// `[assertion]`: the key that signs the assertion sent upstream.
+    pub assertion: super::AssertionConfig,
 }
 
 /// `[server]`.
@@ -61,6 +65,9 @@ pub struct ServerConfig {
     pub workers: Option<usize>,
     /// `shutdown_grace`: how long SIGTERM waits for in-flight requests. Default 8s.
     pub shutdown_grace: Duration,
+    /// `data_dir`: where portcullis keeps files it generates (the assertion signing key).
+    /// Default `data`, relative to the working directory.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// `[server.tls]`: certificate chain and private key, PEM.
@@ -110,6 +117,12 @@ pub struct RouteConfig {
     pub strip_prefix: bool,
     /// `pass_authorization`: forward the caller's `Authorization` header.
     pub pass_authorization: bool,
+    /// `bearer_query_param`: a query parameter this route also reads bearer tokens from
+    /// (opt-in, for clients that cannot set headers, e.g. WebSocket in browsers). Default none.
+    pub bearer_query_param: Option<String>,
+    /// `pass_access_token`: send a session user's provider access token upstream as
+    /// `Authorization: Bearer`.
+    pub pass_access_token: bool,
     /// Timeouts towards the upstream.
     pub timeouts: RouteTimeouts,
     /// `max_body`: request body limit in bytes (413 past it). Default 10 MiB; `"0"`/none =

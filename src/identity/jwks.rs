@@ -69,9 +69,19 @@ struct Inner {
     uri: Url,
     options: JwksOptions,
     keys: RwLock<Arc<KeySet>>,
-    /// Held while fetching, so concurrent misses share one fetch. Holds the last attempt time.
-    refresh: tokio::sync::Mutex<Option<Instant>>,
+    /// Held while fetching, so concurrent misses share one fetch.
+    refresh: tokio::sync::Mutex<RefreshTimes>,
     fetches: AtomicU64,
+}
+
+/// When fetches were last attempted. An unknown `kid` in a fresh set may trigger a refetch
+/// only if no other unknown `kid` did within `min_refetch_interval`; a stale or empty set is
+/// refetched only if no fetch at all was attempted within it (a provider outage is not
+/// hammered).
+#[derive(Default)]
+struct RefreshTimes {
+    any: Option<Instant>,
+    unknown_kid: Option<Instant>,
 }
 
 /// One fetched key set. `generation` tells a waiter that someone else refreshed meanwhile.
@@ -151,7 +161,7 @@ impl Jwks {
                 uri,
                 options,
                 keys: RwLock::new(Arc::new(KeySet::default())),
-                refresh: tokio::sync::Mutex::new(None),
+                refresh: tokio::sync::Mutex::new(RefreshTimes::default()),
                 fetches: AtomicU64::new(0),
             }),
         }
@@ -187,20 +197,24 @@ impl Jwks {
         if fresh && let Ok(key) = seen.lookup(kid, alg) {
             return Ok(key);
         }
-        let mut last_attempt = self.inner.refresh.lock().await;
+        let mut times = self.inner.refresh.lock().await;
         let current = self.snapshot();
         if current.generation != seen.generation {
             // Someone refreshed while we waited: their answer is ours, no second fetch.
             return current.lookup(kid, alg);
         }
         let now = Instant::now();
-        let limited = last_attempt.is_some_and(|at| {
-            now.saturating_duration_since(at) < self.inner.options.min_refetch_interval
-        });
-        if limited {
+        let interval = self.inner.options.min_refetch_interval;
+        let recent =
+            |at: Option<Instant>| at.is_some_and(|at| now.saturating_duration_since(at) < interval);
+        let fresh = current.fresh(now, self.inner.options.max_age);
+        if recent(if fresh { times.unknown_kid } else { times.any }) {
             return current.lookup(kid, alg);
         }
-        *last_attempt = Some(now);
+        times.any = Some(now);
+        if fresh {
+            times.unknown_kid = Some(now);
+        }
         match self.fetch().await {
             Ok(set) => {
                 let set = self.install(set);
@@ -218,8 +232,8 @@ impl Jwks {
 
     /// Fetches now (ignoring the rate limit), e.g. at startup to fail fast on a bad URI.
     pub async fn refresh(&self) -> Result<(), JwksError> {
-        let mut last_attempt = self.inner.refresh.lock().await;
-        *last_attempt = Some(Instant::now());
+        let mut times = self.inner.refresh.lock().await;
+        times.any = Some(Instant::now());
         let set = self.fetch().await?;
         self.install(set);
         Ok(())

@@ -143,10 +143,10 @@ async fn unknown_kid_refetch_is_rate_limited() {
     }
     assert_eq!(
         server.hits(),
-        1,
-        "within min_refetch_interval nothing is refetched"
+        2,
+        "one refetch for unknown kids, then rate limited"
     );
-    assert_eq!(jwks.fetch_count(), 1);
+    assert_eq!(jwks.fetch_count(), 2);
 }
 
 #[tokio::test]
@@ -164,6 +164,15 @@ async fn concurrent_unknown_kid_lookups_share_one_fetch() {
         ));
     }
     assert_eq!(server.hits(), 1);
+    // Warm cache: 50 concurrent lookups of a new kid share exactly one refetch.
+    let lookups = (0..50).map(|_| {
+        let jwks = jwks.clone();
+        tokio::spawn(async move { jwks.key(Some("also-nope"), Algorithm::RS256).await })
+    });
+    for lookup in lookups.collect::<Vec<_>>() {
+        assert!(lookup.await.unwrap().is_err());
+    }
+    assert_eq!(server.hits(), 2);
 
     // Cold cache, a key that exists: 50 concurrent callers, one fetch, all succeed.
     let server = JwksServer::start(vec![rsa().jwk(Some("k"))]).await;

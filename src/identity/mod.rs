@@ -2,12 +2,17 @@
 //! the source (browser session or bearer token; both arrive in later work). It does not decide
 //! anything: deciding is [`crate::policy`]'s job.
 
+pub mod assertion;
+pub mod bearer;
+mod bearer_claims;
+pub mod bearer_request;
 pub mod discovery;
 pub mod fetch;
 pub mod jwks;
 pub mod oidc;
 #[cfg(test)]
 pub(crate) mod test_keys;
+pub mod token_cache;
 
 use std::fmt;
 

@@ -54,6 +54,7 @@ pub async fn forward(
         upstream_host: &route.upstreams.get(index).host_header,
         decision_id: permit.decision_id(),
         identity: ctx.identity,
+        assertion: ctx.assertion,
         claim_headers: &cfg.headers,
     };
     headers::rewrite_request(&mut headers, client_host, &rewrite);

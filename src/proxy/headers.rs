@@ -23,6 +23,9 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// `X-Portcullis-Decision-Id`: the allow decision's id.
 pub const X_PORTCULLIS_DECISION_ID: HeaderName =
     HeaderName::from_static("x-portcullis-decision-id");
+/// `X-Portcullis-Jwt-Assertion`: portcullis's signed statement of who the caller is.
+pub const X_PORTCULLIS_JWT_ASSERTION: HeaderName =
+    HeaderName::from_static("x-portcullis-jwt-assertion");
 /// `X-Portcullis-User`: the subject.
 pub const X_PORTCULLIS_USER: HeaderName = HeaderName::from_static("x-portcullis-user");
 /// `X-Portcullis-Email`.
@@ -44,6 +47,7 @@ pub(crate) struct RequestRewrite<'a> {
     pub(crate) upstream_host: &'a HeaderValue,
     pub(crate) decision_id: Uuid,
     pub(crate) identity: Option<&'a Identity>,
+    pub(crate) assertion: Option<&'a HeaderValue>,
     pub(crate) claim_headers: &'a [ClaimHeader],
 }
 
@@ -118,6 +122,9 @@ pub(crate) fn rewrite_request(
     headers.insert(X_PORTCULLIS_DECISION_ID, uuid_header_value(rw.decision_id));
     if let Some(identity) = rw.identity {
         set_claim_headers(headers, identity, rw.claim_headers);
+        if let Some(assertion) = rw.assertion {
+            headers.insert(X_PORTCULLIS_JWT_ASSERTION, assertion.clone());
+        }
     }
 }
 

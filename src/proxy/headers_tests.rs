@@ -63,6 +63,7 @@ fn rewrite(pairs: &[(&str, &str)], o: &Opts) -> HeaderMap {
         upstream_host: &upstream_host,
         decision_id: DECISION,
         identity: o.identity.as_ref(),
+        assertion: None,
         claim_headers: &o.claims,
     };
     rewrite_request(&mut h, client_host, &rw);
@@ -350,6 +351,7 @@ fn ipv6_peer_is_written_plainly() {
         upstream_host: &upstream_host,
         decision_id: DECISION,
         identity: None,
+        assertion: None,
         claim_headers: &[],
     };
     rewrite_request(&mut h, None, &rw);

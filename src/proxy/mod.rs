@@ -28,7 +28,7 @@ mod headers;
 mod hop;
 mod target;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod upgrade;
 mod upstream;
 
@@ -37,7 +37,8 @@ pub use error::ProxyError;
 pub use forward::forward;
 pub use headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_PORTCULLIS_DECISION_ID,
-    X_PORTCULLIS_EMAIL, X_PORTCULLIS_GROUPS, X_PORTCULLIS_USER, remove_cookie,
+    X_PORTCULLIS_EMAIL, X_PORTCULLIS_GROUPS, X_PORTCULLIS_JWT_ASSERTION, X_PORTCULLIS_USER,
+    remove_cookie,
 };
 
 /// Per-request facts the proxy needs besides the request itself.
@@ -54,6 +55,9 @@ pub struct ForwardContext<'a> {
     pub path: &'a str,
     /// The caller, for claim headers.
     pub identity: Option<&'a Identity>,
+    /// `X-Portcullis-Jwt-Assertion` for identified callers, set after client headers are
+    /// stripped.
+    pub assertion: Option<&'a http::HeaderValue>,
 }
 
 /// Response extension set by [`forward`]: the configured URL of the upstream that answered,

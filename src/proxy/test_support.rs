@@ -36,6 +36,8 @@ pub(crate) fn route(upstreams: &[String]) -> RouteConfig {
         preserve_host: false,
         strip_prefix: false,
         pass_authorization: false,
+        bearer_query_param: None,
+        pass_access_token: false,
         timeouts: RouteTimeouts {
             connect: Duration::from_secs(2),
             response_header: Duration::from_secs(5),
@@ -74,6 +76,7 @@ pub(crate) fn ctx<'a>(path: &'a str, identity: Option<&'a Identity>) -> ForwardC
         trusted_peer: false,
         path,
         identity,
+        assertion: None,
     }
 }
 

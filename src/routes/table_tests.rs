@@ -27,6 +27,8 @@ fn route(host: Option<&str>, path: &str, methods: Option<&[Method]>) -> RouteCon
         preserve_host: false,
         strip_prefix: false,
         pass_authorization: false,
+        bearer_query_param: None,
+        pass_access_token: false,
         timeouts: RouteTimeouts {
             connect: Duration::from_secs(5),
             response_header: Duration::from_secs(30),

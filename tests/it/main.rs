@@ -6,6 +6,7 @@ mod support;
 
 mod admin;
 mod audit;
+mod bearer;
 mod browser;
 mod cli;
 mod errors;

@@ -1,0 +1,244 @@
+//! `/.portcullis/auth`: forward-auth for an ingress that already proxies (nginx `auth_request`,
+//! Traefik ForwardAuth, Envoy ext_authz HTTP). The ingress asks "may this request pass?" and
+//! portcullis answers with the same route match, identity and policy as its own gateway:
+//! 200 with identity headers, 401 (with `WWW-Authenticate`) or 403. It forwards nothing.
+//!
+//! The original request is read from `X-Forwarded-Method` / `X-Forwarded-Uri` /
+//! `X-Forwarded-Host` (Traefik) or `X-Original-Method` / `X-Original-URL` (nginx), and only
+//! when the TCP peer is in `server.trusted_proxies`: anyone else could claim any method, path
+//! or client address, so they get 403. A trusted peer that sends neither set gets 400.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
+use url::Url;
+use uuid::Uuid;
+
+use super::AppState;
+use super::listener::ConnInfo;
+use super::pages;
+use crate::identity::{AuthMethod, Presented, bearer_request};
+use crate::policy::{self, Outcome, RequestFacts};
+use crate::proxy::{
+    self, X_PORTCULLIS_DECISION_ID, X_PORTCULLIS_EMAIL, X_PORTCULLIS_GROUPS,
+    X_PORTCULLIS_JWT_ASSERTION, X_PORTCULLIS_USER,
+};
+use crate::routes::{self, normalize_path};
+
+/// The request the ingress is asking about.
+struct Original {
+    method: Method,
+    host: Option<String>,
+    uri: Uri,
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// Reads the original request from the Traefik or the nginx headers.
+fn original(headers: &HeaderMap) -> Result<Original, &'static str> {
+    let traefik_uri = header_text(headers, "x-forwarded-uri");
+    let nginx_url = header_text(headers, "x-original-url");
+    let (method, host, uri) = match (traefik_uri, nginx_url) {
+        (Some(uri), _) => {
+            let method = header_text(headers, "x-forwarded-method");
+            let host = header_text(headers, "x-forwarded-host").map(str::to_owned);
+            (method, host, uri.to_owned())
+        }
+        (None, Some(url)) => {
+            let method = header_text(headers, "x-original-method");
+            let url = Url::parse(url).map_err(|_| "X-Original-URL is not an absolute URL")?;
+            let host = url.host_str().map(|h| match url.port() {
+                Some(port) => format!("{h}:{port}"),
+                None => h.to_owned(),
+            });
+            let mut uri = url.path().to_owned();
+            if let Some(query) = url.query() {
+                uri.push('?');
+                uri.push_str(query);
+            }
+            (method, host, uri)
+        }
+        (None, None) => return Err("X-Forwarded-Uri or X-Original-URL is required"),
+    };
+    let method = match method {
+        Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| "bad original method")?,
+        None => Method::GET,
+    };
+    let uri: Uri = uri.parse().map_err(|_| "bad original URI")?;
+    if !uri.path().starts_with('/') {
+        return Err("the original URI must start with /");
+    }
+    let host = host.and_then(|h| routes::host_of(&h).map(|h| h.into_owned()));
+    Ok(Original { method, host, uri })
+}
+
+/// Serves one forward-auth question.
+pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
+    let id = Uuid::now_v7();
+    let html = pages::wants_html(req.headers());
+    let Some(conn) = req.extensions().get::<ConnInfo>().copied() else {
+        return pages::error_page(StatusCode::FORBIDDEN, "Forward-auth peers only.", id, false);
+    };
+    let trusted = &state.config.server.trusted_proxies;
+    if !trusted
+        .iter()
+        .any(|net| net.contains(&conn.peer.ip().to_canonical()))
+    {
+        tracing::debug!(peer = %conn.peer, "forward-auth from an untrusted peer");
+        return pages::error_page(
+            StatusCode::FORBIDDEN,
+            "Forward-auth is answered only to server.trusted_proxies.",
+            id,
+            false,
+        );
+    }
+    let original = match original(req.headers()) {
+        Ok(original) => original,
+        Err(message) => return pages::error_page(StatusCode::BAD_REQUEST, message, id, false),
+    };
+    let Ok(path) = normalize_path(original.uri.path()).map(|p| p.into_owned()) else {
+        return pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "The path is not allowed.",
+            id,
+            false,
+        );
+    };
+    // No route means nothing may pass: deny rather than 404, which ingresses treat as an error.
+    let Some(index) = state
+        .routes
+        .find(original.host.as_deref(), &path, &original.method)
+    else {
+        return pages::error_page(StatusCode::FORBIDDEN, "No route matches.", id, html);
+    };
+    let route = state.proxies[index].route();
+    let presented = if route.auth.contains(&AuthMethod::Bearer) {
+        bearer_request::presented(&state.bearer, req.headers(), &original.uri, route).await
+    } else {
+        Presented::Anonymous
+    };
+    if let Presented::InvalidBearer { reason } = &presented {
+        tracing::debug!(request_id = %id, route = %route.id, %reason, "forward-auth: invalid bearer");
+        return pages::invalid_token(id, html);
+    }
+    let identity = presented.identity();
+    let facts = RequestFacts {
+        decision_id: id,
+        method: &original.method,
+        path: &path,
+        client_ip: proxy::client_ip(conn.peer.ip(), req.headers(), trusted),
+        identity,
+    };
+    let decision = policy::evaluate(&route.policy, &facts, jiff::Timestamp::now());
+    tracing::debug!(
+        target: "portcullis::access",
+        request_id = %id,
+        route = %route.id,
+        decision = decision.outcome.as_str(),
+        "forward-auth"
+    );
+    match decision.outcome {
+        Outcome::Allow => {
+            let mut response = Response::new(Body::empty());
+            let headers = response.headers_mut();
+            if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+                headers.insert(X_PORTCULLIS_DECISION_ID, value);
+            }
+            if let Some(identity) = identity {
+                let mut set = |name, text: &str| {
+                    if let Ok(value) = HeaderValue::from_str(text) {
+                        headers.insert(name, value);
+                    }
+                };
+                set(X_PORTCULLIS_USER, &identity.subject);
+                if let Some(email) = &identity.email {
+                    set(X_PORTCULLIS_EMAIL, email);
+                }
+                if !identity.groups.is_empty() {
+                    set(X_PORTCULLIS_GROUPS, &identity.groups.join(","));
+                }
+                if let Some(assertion) = state.assertion.assertion(identity, &route.audience) {
+                    headers.insert(X_PORTCULLIS_JWT_ASSERTION, assertion);
+                }
+            }
+            response
+        }
+        Outcome::Login => pages::unauthorized(id, html),
+        _ => pages::error_page(
+            StatusCode::FORBIDDEN,
+            "You are not allowed to reach this page.",
+            id,
+            html,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn reads_traefik_headers() {
+        let o = original(&headers(&[
+            ("x-forwarded-method", "POST"),
+            ("x-forwarded-uri", "/api/x?a=1"),
+            ("x-forwarded-host", "App.Corp.Example:443"),
+        ]))
+        .unwrap();
+        assert_eq!(o.method, Method::POST);
+        assert_eq!(o.uri.path(), "/api/x");
+        assert_eq!(o.uri.query(), Some("a=1"));
+        assert_eq!(o.host.as_deref(), Some("app.corp.example"));
+    }
+
+    #[test]
+    fn reads_nginx_headers() {
+        let o = original(&headers(&[
+            ("x-original-method", "DELETE"),
+            (
+                "x-original-url",
+                "https://app.corp.example:8443/admin/users?id=3",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(o.method, Method::DELETE);
+        assert_eq!(o.uri.path(), "/admin/users");
+        assert_eq!(o.uri.query(), Some("id=3"));
+        assert_eq!(o.host.as_deref(), Some("app.corp.example"));
+    }
+
+    #[test]
+    fn refuses_missing_or_bad_originals() {
+        assert!(original(&HeaderMap::new()).is_err());
+        assert!(original(&headers(&[("x-original-url", "/relative")])).is_err());
+        assert!(original(&headers(&[("x-forwarded-uri", "no-slash")])).is_err());
+        assert!(
+            original(&headers(&[
+                ("x-forwarded-uri", "/"),
+                ("x-forwarded-method", "G T")
+            ]))
+            .is_err()
+        );
+        // Method defaults to GET.
+        let o = original(&headers(&[("x-forwarded-uri", "/")])).unwrap();
+        assert_eq!(o.method, Method::GET);
+    }
+}
