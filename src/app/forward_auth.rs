@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::listener::ConnInfo;
 use super::pages;
-use crate::identity::{AuthMethod, Presented, bearer_request};
+use crate::identity::Presented;
 use crate::policy::{self, Outcome, RequestFacts};
 use crate::proxy::{
     self, X_PORTCULLIS_DECISION_ID, X_PORTCULLIS_EMAIL, X_PORTCULLIS_GROUPS,
@@ -119,11 +119,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         return pages::error_page(StatusCode::FORBIDDEN, "No route matches.", id, html);
     };
     let route = state.proxies[index].route();
-    let presented = if route.auth.contains(&AuthMethod::Bearer) {
-        bearer_request::presented(&state.bearer, req.headers(), &original.uri, route).await
-    } else {
-        Presented::Anonymous
-    };
+    let presented = super::identify::identify(&state, route, req.headers(), &original.uri).await;
     if let Presented::InvalidBearer { reason } = &presented {
         tracing::debug!(request_id = %id, route = %route.id, %reason, "forward-auth: invalid bearer");
         return pages::invalid_token(id, html);

@@ -16,7 +16,7 @@ use super::pages;
 use super::templates;
 use crate::admin::names;
 use crate::config::RouteConfig;
-use crate::identity::{AuthMethod, Identity, Presented, bearer_request};
+use crate::identity::{AuthMethod, Presented};
 use crate::policy::{self, Outcome, RequestFacts};
 use crate::proxy::{self, ForwardContext, ProxyError};
 use crate::routes::{self, normalize_path};
@@ -80,23 +80,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         Err(_) => return audit_unavailable(&route_id, id, started, html),
     };
 
-    // Identity sources turn what the request carries into a `Presented`: a bearer token
-    // when the route takes them and one was sent, else the browser session.
-    let auth = &route.route().auth;
-    let accepts_session = auth.contains(&AuthMethod::Session);
-    let mut presented = Presented::Anonymous;
-    if auth.contains(&AuthMethod::Bearer) {
-        presented =
-            bearer_request::presented(&state.bearer, req.headers(), req.uri(), route.route()).await;
-    }
-    // A route may take logins from some providers only.
-    if presented == Presented::Anonymous
-        && accepts_session
-        && let Some(identity) = super::browser::session_identity(&state, req.headers()).await
-        && provider_accepted(route.route(), &identity)
-    {
-        presented = Presented::Verified(identity);
-    }
+    let accepts_session = route.route().auth.contains(&AuthMethod::Session);
+    let presented =
+        super::identify::identify(&state, route.route(), req.headers(), req.uri()).await;
     if let Some(audit) = audit.as_mut() {
         audit.presented(&presented);
     }
@@ -188,14 +174,6 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         "request"
     );
     response
-}
-
-fn provider_accepted(route: &RouteConfig, identity: &Identity) -> bool {
-    route.providers.is_empty()
-        || identity
-            .provider
-            .as_ref()
-            .is_some_and(|p| route.providers.contains(p))
 }
 
 /// Pinned behaviour 3: a browser navigation (GET/HEAD accepting HTML) on a route that takes

@@ -5,6 +5,7 @@
 mod browser;
 mod forward_auth;
 mod gateway;
+mod identify;
 mod listener;
 mod login;
 mod logout;

@@ -26,6 +26,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     running: Running,
+    _data: tempfile::TempDir,
 }
 
 impl Proxy {
@@ -49,13 +50,20 @@ pub async fn start_proxy(toml: &str) -> Proxy {
             "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{toml}"
         )
     };
-    let config = portcullis::config::load_str(&text, Vec::new())
+    // Generated files (the assertion key) go to a temp dir, not the crate directory.
+    let data = tempfile::tempdir().unwrap();
+    let env = vec![(
+        "PORTCULLIS__SERVER__DATA_DIR".to_owned(),
+        format!("\"{}\"", data.path().display()),
+    )];
+    let config = portcullis::config::load_str(&text, env)
         .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
     let running = app::start(config).await.expect("start portcullis");
     Proxy {
         addr: running.addr,
         admin: running.admin_addr,
         running,
+        _data: data,
     }
 }
 
