@@ -1,7 +1,8 @@
 //! The demo's data folder (`./data/demo/` unless `--data DIR`): created on first use with
 //! owner-only permissions, it holds the SQLite sessions, the SQLite audit trail and its spool,
-//! and the development provider's per-start client secret (mode 0600), which the embedded
-//! config names as a `file:` reference like any real secret. It knows nothing of HTTP, and it
+//! the development provider's per-start client secret (mode 0600), which the embedded config
+//! names as a `file:` reference like any real secret, and the filled-in config itself (so
+//! `portcullis audit query --config` can read the demo's trail). It knows nothing of HTTP, and it
 //! never writes outside the folder it was given.
 
 use std::io::Write;
@@ -21,8 +22,8 @@ pub struct DataFolder {
 impl DataFolder {
     /// Creates `dir` (and its parents) when missing; new folders are private to the owner.
     pub fn create(dir: &Path) -> anyhow::Result<DataFolder> {
-        let dir = std::path::absolute(dir)
-            .with_context(|| format!("data folder {}", dir.display()))?;
+        let dir =
+            std::path::absolute(dir).with_context(|| format!("data folder {}", dir.display()))?;
         // The path lands inside TOML strings and sqlx URLs: keep it to plain printable text.
         match dir.to_str() {
             Some(text) if !text.chars().any(|c| c.is_control() || c == '?' || c == '#') => {}
@@ -54,6 +55,12 @@ impl DataFolder {
     /// Writes `secret` to `file` in the folder, readable by the owner only, replacing any
     /// previous value; returns the file's path for a `file:` reference.
     pub fn write_secret(&self, file: &str, secret: &Secret) -> anyhow::Result<PathBuf> {
+        self.write_private(file, secret.expose())
+    }
+
+    /// Writes `bytes` to `file` in the folder, readable by the owner only, replacing any
+    /// previous content; returns the file's path.
+    pub fn write_private(&self, file: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
         let path = self.dir.join(file);
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -68,7 +75,8 @@ impl DataFolder {
             use std::os::unix::fs::PermissionsExt;
             out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
-        out.write_all(secret.expose())?;
+        out.write_all(bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }
 }

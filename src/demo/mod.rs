@@ -90,6 +90,9 @@ fn echo(req: Request<Incoming>) -> Response<Full<Bytes>> {
     response
 }
 
+/// The filled-in config, written to the data folder.
+const CONFIG_FILE: &str = "demo.toml";
+
 /// What `portcullis demo` is started with.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -155,7 +158,9 @@ fn origin(url: &Url) -> String {
 /// Runs the demo until Ctrl-C.
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     if options.listen.port() == 0 {
-        anyhow::bail!("demo needs a fixed port (e.g. --listen 127.0.0.1:8080): the login callback URL is registered before the proxy starts");
+        anyhow::bail!(
+            "demo needs a fixed port (e.g. --listen 127.0.0.1:8080): the login callback URL is registered before the proxy starts"
+        );
     }
     let public_url = public_url(options.listen)?;
     let data = DataFolder::create(&options.data)?;
@@ -180,8 +185,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     });
     let config = config::load_str(&text, std::env::vars())
         .map_err(|errors| anyhow::anyhow!("embedded demo config is invalid:\n{errors}"))?;
+    // For `portcullis audit query --config`; it names the secret by reference only.
+    let config_file = data.write_private(CONFIG_FILE, text.as_bytes())?;
     let running = crate::app::start(config).await?;
-    print_banner(&public_url, &provider, &data, running.admin_addr);
+    print_banner(&public_url, &provider, &config_file, running.admin_addr);
     let _ = tokio::signal::ctrl_c().await;
     running.shutdown().await;
     drop(provider);
@@ -191,20 +198,23 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
 fn print_banner(
     public_url: &Url,
     provider: &DevProvider,
-    data: &DataFolder,
+    config_file: &std::path::Path,
     admin: Option<SocketAddr>,
 ) {
     let base = origin(public_url);
     println!();
     println!("portcullis demo is running (development only: never expose it)");
     println!();
-    println!("  {base}/              public: proxied to the echo upstream (shows your identity headers once logged in)");
+    println!(
+        "  {base}/              public: proxied to the echo upstream (shows your identity headers once logged in)"
+    );
     println!("  {base}/private/      group eng: alice may pass, bob and carol get 403");
     println!("  {base}/sales/        group sales: bob may pass");
-    println!("  {base}/api/          bearer token with scope demo.read (no token issuer in the demo: 401)");
+    println!(
+        "  {base}/api/          bearer token with scope demo.read (no token issuer in the demo: 401)"
+    );
     println!("  {base}/.portcullis/whoami               who you are logged in as");
     println!("  {base}/.portcullis/logout               log out (here and at the provider)");
-    println!("  {base}/.portcullis/api/audit?limit=20   the audit trail (group security: alice)");
     if let Some(admin) = admin {
         println!("  http://{admin}/metrics   Prometheus metrics (admin listener)");
     }
@@ -222,7 +232,12 @@ fn print_banner(
         println!("    {:<6} {:<22} {groups}", user.username, user.email);
     }
     println!();
-    println!("  sessions and audit trail: {}", data.path().display());
+    let data = config_file.parent().unwrap_or(config_file);
+    println!("  sessions and audit trail (SQLite) in {}", data.display());
+    println!(
+        "  read the trail: portcullis audit query --config {}",
+        config_file.display()
+    );
     println!();
     println!("  log in at {base}/private/ as alice");
     println!("  try: curl -s {base}/hello?x=1");
