@@ -28,7 +28,16 @@ async fn demo_login(browser: &Browser, base: &str, path: &str, user: &str) -> re
     );
     let login = location(&navigation, &url).unwrap();
     assert_eq!(login.path(), "/.portcullis/login");
-    let (chooser_url, chooser) = browser.follow(login.as_str()).await;
+    // Provider discovery runs in the background from start: a login before it finished
+    // answers 503 with a retry link, so give it a moment.
+    let started = Instant::now();
+    let (chooser_url, chooser) = loop {
+        let (url, response) = browser.follow(login.as_str()).await;
+        if response.status() != 503 || started.elapsed() > Duration::from_secs(5) {
+            break (url, response);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         chooser.status(),
         200,
