@@ -244,3 +244,81 @@ fn print_banner(
     println!();
     println!("Ctrl-C stops it.");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuditUrl, SessionStoreKind};
+
+    #[test]
+    fn public_url_is_the_listen_address_with_loopback_for_wildcards() {
+        let url = |text: &str| public_url(text.parse().unwrap()).unwrap().to_string();
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080/");
+        assert_eq!(url("10.1.2.3:80"), "http://10.1.2.3/");
+    }
+
+    #[tokio::test]
+    async fn the_filled_config_wires_provider_sessions_audit_and_routes() {
+        let temp = tempfile::tempdir().unwrap();
+        let data = DataFolder::create(&temp.path().join("d\"q")).unwrap();
+        let public = public_url("127.0.0.1:8080".parse().unwrap()).unwrap();
+        let provider = dev_provider::start_dev_provider(
+            public.join("/.portcullis/callback").unwrap(),
+            public.join("/.portcullis/logged-out").unwrap(),
+        )
+        .await
+        .unwrap();
+        let secret_file = data
+            .write_secret("secret", &provider.client_secret)
+            .unwrap();
+        let text = demo_config_text(&Filled {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            public_url: &public,
+            upstream: "127.0.0.1:9".parse().unwrap(),
+            provider: &provider,
+            secret_file: &secret_file,
+            data: &data,
+        });
+        let config = config::load_str(&text, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.server.public_url.as_str(), "http://127.0.0.1:8080/");
+        let [demo] = &config.providers[..] else {
+            panic!("one provider expected")
+        };
+        assert_eq!(demo.issuer, origin(&provider.issuer));
+        assert_eq!(demo.client_id, provider.client_id);
+        let secret = demo
+            .client_secret
+            .as_ref()
+            .unwrap()
+            .resolve()
+            .await
+            .unwrap();
+        assert_eq!(secret, provider.client_secret);
+        let sessions = format!("sqlite://{}", data.path().join("sessions.db").display());
+        assert_eq!(config.session.store, SessionStoreKind::Sqlite(sessions));
+        let audit = config.audit.as_ref().unwrap();
+        let audit_url = format!("sqlite://{}", data.path().join("audit.db").display());
+        assert_eq!(audit.url, AuditUrl::Sqlite(audit_url));
+        assert_eq!(audit.spool_dir, data.path().join("audit-spool"));
+        let routes: Vec<String> = config.routes.iter().map(|r| r.id.to_string()).collect();
+        assert_eq!(routes, ["public", "private", "sales", "api"]);
+        let left = text
+            .match_indices('{')
+            .any(|(i, _)| text[i + 1..].starts_with(|c: char| c.is_ascii_uppercase()));
+        assert!(!left, "a placeholder was left: {text}");
+    }
+
+    #[tokio::test]
+    async fn port_zero_is_refused_before_anything_starts() {
+        let temp = tempfile::tempdir().unwrap();
+        let options = DemoOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data: temp.path().join("never"),
+        };
+        let error = run(options).await.unwrap_err();
+        assert!(error.to_string().contains("fixed port"), "{error}");
+        assert!(!temp.path().join("never").exists());
+    }
+}
