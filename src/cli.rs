@@ -45,6 +45,10 @@ pub enum Command {
         /// Where the proxy listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Where sessions, the audit trail and the provider's client secret are kept
+        /// (created when missing).
+        #[arg(long, value_name = "DIR", default_value = "data/demo")]
+        data: PathBuf,
     },
     /// Search or verify the audit trail.
     Audit {
@@ -110,7 +114,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             })?;
             crate::app::serve(config, Some(path)).await
         }
-        Command::Demo { listen } => crate::demo::run(listen).await,
+        Command::Demo { listen, data } => {
+            crate::demo::run(crate::demo::DemoOptions { listen, data }).await
+        }
         Command::Audit { command } => crate::audit::cli::run(command).await,
         Command::Upstream { listen, fixed } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
