@@ -157,6 +157,7 @@ fn origin(url: &Url) -> String {
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
+    let mut signals = crate::app::ShutdownSignal::install();
     if options.listen.port() == 0 {
         anyhow::bail!(
             "demo needs a fixed port (e.g. --listen 127.0.0.1:8080): the login callback URL is registered before the proxy starts"
@@ -189,7 +190,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let config_file = data.write_private(CONFIG_FILE, text.as_bytes())?;
     let running = crate::app::start(config).await?;
     print_banner(&public_url, &provider, &config_file, running.admin_addr);
-    let _ = tokio::signal::ctrl_c().await;
+    signals.wait().await;
     running.shutdown().await;
     drop(provider);
     Ok(())
@@ -242,7 +243,7 @@ fn print_banner(
     println!("  log in at {base}/private/ as alice");
     println!("  try: curl -s {base}/hello?x=1");
     println!();
-    println!("Ctrl-C stops it.");
+    println!("Ctrl-C or SIGTERM stops it.");
 }
 
 #[cfg(test)]
