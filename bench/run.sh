@@ -134,7 +134,7 @@ declare -A URLS=([direct]="http://$UPSTREAM_ADDR/" [nginx]="http://$NGINX_ADDR/"
 
 if ((only_nginx == 0)); then
     # Run from the temp dir so any relative data path (audit, sessions) lands there.
-    PORTCULLIS_CMD=("$BINARY" serve --config "$BENCH_DIR/portcullis.toml" --log-format json)
+    PORTCULLIS_CMD=("$BINARY" serve --config "${BENCH_CONFIG:-$BENCH_DIR/portcullis.toml}" --log-format json)
     echo "==> portcullis: RUST_LOG=${RUST_LOG:-warn} ${PORTCULLIS_CMD[*]}"
     (cd "$RUN_DIR/portcullis" && RUST_LOG=${RUST_LOG:-warn} exec "${PORTCULLIS_CMD[@]}") \
         >"$RUN_DIR/portcullis.log" 2>&1 &
