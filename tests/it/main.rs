@@ -6,6 +6,7 @@ mod support;
 
 mod admin;
 mod audit;
+mod audit_faults;
 mod browser;
 mod cli;
 mod errors;
