@@ -7,6 +7,7 @@ mod support;
 mod admin;
 mod audit;
 mod audit_faults;
+mod audit_page;
 mod browser;
 mod chromium;
 mod cli;
