@@ -174,3 +174,181 @@ pub enum LogoutWho<'a> {
         subject: Option<&'a str>,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::audit::writer::{self, WriterOptions};
+    use crate::audit::{AuditStore, Redactor, Store, StoredEvent};
+    use crate::config::{Durability, RedactAction, RedactConfig};
+    use crate::identity::AuthMethod;
+
+    async fn audit(dir: &std::path::Path) -> (Audit, writer::WriterHandle) {
+        let url = format!("sqlite://{}/audit.db", dir.display());
+        let store = Store::Sqlite(crate::audit::sqlite::SqliteStore::open(&url).await.unwrap());
+        let options = WriterOptions {
+            capacity: 64,
+            batch_size: 16,
+            retry: Duration::from_secs(1),
+        };
+        let (sink, handle) = writer::start(store.clone(), "t", &dir.join("spool"), options)
+            .await
+            .unwrap();
+        let redact = RedactConfig {
+            claims: BTreeMap::from([("email".to_owned(), RedactAction::Mask)]),
+            ..RedactConfig::default()
+        };
+        let audit = Audit {
+            sink,
+            redactor: Redactor::new(&redact, vec![7; 32]),
+            store,
+            durability: Durability::Async,
+            access: Default::default(),
+            policy_versions: Vec::new(),
+            instance: "t".into(),
+        };
+        (audit, handle)
+    }
+
+    fn alice() -> Identity {
+        Identity {
+            subject: "alice-sub".into(),
+            issuer: "https://idp.example".into(),
+            email: Some("alice@corp.example".into()),
+            groups: vec!["security".into()],
+            provider: Some("corp".into()),
+            auth: AuthMethod::Session,
+            ..Identity::default()
+        }
+    }
+
+    async fn stored(audit: &Audit) -> Vec<StoredEvent> {
+        audit.sink.flush().await;
+        audit.store.verify_page(None, 100).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn login_logout_and_expiry_events_carry_redacted_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let (audit, handle) = audit(dir.path()).await;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::USER_AGENT, "ua/1".parse().unwrap());
+        headers.insert(header::COOKIE, "portcullis=SESSIONSECRET".parse().unwrap());
+        let caller = Caller {
+            request_id: Uuid::now_v7(),
+            method: "GET",
+            path: "/.portcullis/callback",
+            headers: &headers,
+            client_ip: Some(IpAddr::from([10, 0, 0, 1])),
+        };
+        audit.login_succeeded(&caller, &alice());
+        audit.login_failed(
+            &caller,
+            Some("corp"),
+            StatusCode::BAD_REQUEST,
+            "The sign-in could not be verified.",
+        );
+        audit.logout(
+            &caller,
+            LogoutVia::Rp,
+            "corp",
+            LogoutWho::Identity(&alice()),
+            1,
+        );
+        audit.logout(
+            &caller,
+            LogoutVia::Backchannel,
+            "corp",
+            LogoutWho::Subject {
+                issuer: "https://idp.example",
+                subject: None,
+            },
+            3,
+        );
+        let data = SessionData {
+            identity: alice(),
+            provider: "corp".into(),
+            id_token: Some("IDTOKENSECRET".into()),
+            access_token: Some("ACCESSSECRET".into()),
+            refresh_token: None,
+            access_expires_at: None,
+            sid: Some("SIDVALUE".into()),
+            created_at: 1_800_000_000,
+        };
+        audit.session_expired(&data, EndReason::Idle);
+        let events = stored(&audit).await;
+        let kinds: Vec<&str> = events.iter().map(|e| e.event.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["login", "login", "logout", "logout", "session_expired"]
+        );
+        let ok = &events[0].event;
+        assert_eq!(ok.decision.as_deref(), Some("allow"));
+        assert_eq!(ok.subject.as_deref(), Some("alice-sub"));
+        assert_eq!(ok.email.as_deref(), Some("a***@corp.example"), "masked");
+        assert_eq!(ok.provider.as_deref(), Some("corp"));
+        assert_eq!(ok.client_ip.as_deref(), Some("10.0.0.1"));
+        assert_eq!(ok.user_agent.as_deref(), Some("ua/1"));
+        let failed = &events[1].event;
+        assert_eq!(
+            (failed.decision.as_deref(), failed.status),
+            (Some("error"), Some(400))
+        );
+        assert!(
+            failed
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("could not be verified")
+        );
+        assert!(
+            events[2]
+                .event
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("\"via\":\"rp\"")
+        );
+        let back = &events[3].event;
+        assert!(back.detail.as_deref().unwrap().contains("\"sessions\":3"));
+        assert_eq!(back.subject, None);
+        assert_eq!(back.issuer.as_deref(), Some("https://idp.example"));
+        let expired = events[4].event.detail.as_deref().unwrap();
+        assert!(expired.contains("\"reason\":\"idle\""), "{expired}");
+        let all = serde_json::to_string(&events).unwrap();
+        for secret in ["SESSIONSECRET", "IDTOKENSECRET", "ACCESSSECRET", "SIDVALUE"] {
+            assert!(!all.contains(secret), "{secret} recorded");
+        }
+        drop(audit);
+        handle.shutdown(Duration::from_secs(2)).await;
+    }
+
+    #[tokio::test]
+    async fn config_reload_is_committed_with_hash_and_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let (audit, handle) = audit(dir.path()).await;
+        audit.config_reload("abc123", Ok(())).await.unwrap();
+        audit
+            .config_reload("def456", Err("routes tie: /a"))
+            .await
+            .unwrap();
+        // Committed: visible without a flush.
+        let events = audit.store.verify_page(None, 10).await.unwrap();
+        assert_eq!(events.len(), 2);
+        let applied: serde_json::Value =
+            serde_json::from_str(events[0].event.detail.as_deref().unwrap()).unwrap();
+        assert_eq!(applied["config_hash"], "abc123");
+        assert_eq!(applied["outcome"], "applied");
+        assert_eq!(events[0].event.kind, kind::CONFIG_RELOAD);
+        let rejected: serde_json::Value =
+            serde_json::from_str(events[1].event.detail.as_deref().unwrap()).unwrap();
+        assert_eq!(rejected["outcome"], "rejected");
+        assert_eq!(rejected["error"], "routes tie: /a");
+        assert_eq!(events[1].event.decision.as_deref(), Some("error"));
+        drop(audit);
+        handle.shutdown(Duration::from_secs(2)).await;
+    }
+}

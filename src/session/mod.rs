@@ -78,7 +78,7 @@ pub enum Loaded {
     /// A live session.
     Live(SessionId, SessionData),
     /// The session was over (or revoked) and has just been deleted.
-    Ended(Box<SessionData>, EndReason),
+    Ended(SessionData, EndReason),
     /// No cookie, an unknown id, or a session already gone.
     Absent,
 }
@@ -313,7 +313,7 @@ impl Sessions {
             } else {
                 EndReason::Idle
             };
-            return Ok(Loaded::Ended(Box::new(stored.data), why));
+            return Ok(Loaded::Ended(stored.data, why));
         }
         if last_seen.is_some_and(|seen| now_s - seen >= TOUCH_EVERY.min(self.inner.idle / 2)) {
             let expires = (now_s + self.inner.idle).min(stored.absolute_at);
