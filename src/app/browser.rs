@@ -11,7 +11,7 @@ use super::AppState;
 use super::login::LEEWAY;
 use crate::identity::Identity;
 use crate::identity::oidc::{self, IdTokenCheck, ProviderError};
-use crate::session::{SessionData, SessionId};
+use crate::session::{Loaded, SessionData, SessionId};
 
 /// Refresh this long before the access token expires.
 const REFRESH_AHEAD: i64 = 60;
@@ -22,8 +22,15 @@ pub async fn session_identity(state: &AppState, headers: &HeaderMap) -> Option<I
         return None;
     }
     let now = Timestamp::now();
-    let (id, data) = match state.sessions.load(headers, now).await {
-        Ok(found) => found?,
+    let (id, data) = match state.sessions.load_detailed(headers, now).await {
+        Ok(Loaded::Live(id, data)) => (id, data),
+        Ok(Loaded::Ended(data, reason)) => {
+            if let Some(audit) = &state.audit {
+                audit.session_expired(&data, reason);
+            }
+            return None;
+        }
+        Ok(Loaded::Absent) => return None,
         Err(error) => {
             tracing::error!(%error, "session store failed; treating the caller as anonymous");
             return None;

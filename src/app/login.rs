@@ -130,12 +130,39 @@ pub async fn start(
 /// `GET /.portcullis/callback?code=&state=&iss=` (or `error=`).
 pub async fn callback(
     State(state): State<Arc<AppState>>,
+    conn: Option<axum::Extension<super::ConnInfo>>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response<Body> {
     let id = Uuid::now_v7();
     let clear = state.sessions.clear_login_cookie();
-    let mut response = finish_login(&state, &headers, &params, id).await;
+    let mut trace = LoginTrace::default();
+    let mut response = finish_login(&state, &headers, &params, id, &mut trace).await;
+    if let Some(audit) = &state.audit {
+        let client_ip = conn.map(|c| {
+            crate::proxy::client_ip(
+                c.0.peer.ip(),
+                &headers,
+                &state.config.server.trusted_proxies,
+            )
+        });
+        let caller = crate::audit::lifecycle::Caller {
+            request_id: id,
+            method: "GET",
+            path: "/.portcullis/callback",
+            headers: &headers,
+            client_ip,
+        };
+        match (&trace.identity, response.extensions().get::<LoginFailure>()) {
+            (Some(identity), None) => audit.login_succeeded(&caller, identity),
+            (_, failure) => audit.login_failed(
+                &caller,
+                trace.provider.as_deref(),
+                response.status(),
+                failure.map_or("", |f| f.0.as_str()),
+            ),
+        }
+    }
     response
         .headers_mut()
         .append(http::header::SET_COOKIE, clear);
@@ -147,9 +174,14 @@ async fn finish_login(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
     id: Uuid,
+    trace: &mut LoginTrace,
 ) -> Response<Body> {
     let fail = |status: StatusCode, message: &str| {
-        templates::error(status, message, id, Some("/.portcullis/login"))
+        let mut response = templates::error(status, message, id, Some("/.portcullis/login"));
+        response
+            .extensions_mut()
+            .insert(LoginFailure(message.to_owned()));
+        response
     };
     let now = Timestamp::now();
     let login = match params.get("state") {
@@ -165,6 +197,7 @@ async fn finish_login(
         },
         None => None,
     };
+    trace.provider = login.as_ref().map(|l| l.provider.clone());
     if let Some(error) = params.get("error") {
         tracing::info!(request_id = %id, error = %error, "provider returned an error to the callback");
         return fail(
@@ -304,7 +337,7 @@ async fn finish_login(
     };
     tracing::info!(request_id = %id, provider = %provider.config.id, subject = %identity.subject, "login");
     let data = SessionData {
-        identity,
+        identity: identity.clone(),
         provider: provider.config.id.clone(),
         id_token: Some(id_token),
         access_expires_at: tokens.expires_in.map(|s| {
@@ -317,7 +350,10 @@ async fn finish_login(
         created_at: now.as_second(),
     };
     match state.sessions.create(data, now).await {
-        Ok(cookie) => templates::redirect(StatusCode::FOUND, &login.return_to, &[cookie]),
+        Ok(cookie) => {
+            trace.identity = Some(identity);
+            templates::redirect(StatusCode::FOUND, &login.return_to, &[cookie])
+        }
         Err(error) => {
             tracing::error!(request_id = %id, %error, "cannot store the session");
             fail(
@@ -327,6 +363,18 @@ async fn finish_login(
         }
     }
 }
+
+/// What the callback learned, for its audit event.
+#[derive(Default)]
+struct LoginTrace {
+    provider: Option<String>,
+    /// Set only when a session was created.
+    identity: Option<crate::identity::Identity>,
+}
+
+/// The public reason a callback failed (a response extension, read for the audit event).
+#[derive(Clone)]
+struct LoginFailure(String);
 
 async fn merge_userinfo(
     provider: &OidcProvider,

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::login::LEEWAY;
 use super::templates;
+use crate::audit::lifecycle::{Caller, LogoutVia, LogoutWho};
 use crate::identity::oidc::{self, LogoutCheck};
 
 /// `GET /.portcullis/logout`: a page whose form POSTs the logout.
@@ -49,7 +50,11 @@ pub async fn logged_out() -> Response<Body> {
 }
 
 /// `POST /.portcullis/logout`.
-pub async fn end(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response<Body> {
+pub async fn end(
+    State(state): State<Arc<AppState>>,
+    conn: Option<axum::Extension<super::ConnInfo>>,
+    headers: HeaderMap,
+) -> Response<Body> {
     let id = Uuid::now_v7();
     if !same_origin(&headers, &state.config.server.public_url) {
         return templates::error(
@@ -94,6 +99,23 @@ pub async fn end(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         );
     }
     tracing::info!(request_id = %id, subject = %data.identity.subject, provider = %data.provider, "logout");
+    if let Some(audit) = &state.audit {
+        let caller = caller(
+            &state,
+            conn.as_ref(),
+            &headers,
+            id,
+            "POST",
+            "/.portcullis/logout",
+        );
+        audit.logout(
+            &caller,
+            LogoutVia::Rp,
+            &data.provider,
+            LogoutWho::Identity(&data.identity),
+            1,
+        );
+    }
     let at_provider = state.oidc.get(&data.provider).and_then(|provider| {
         let discovered = provider.discovered()?;
         provider.end_session_url(&discovered, data.id_token.as_deref(), &logged_out)
@@ -123,6 +145,8 @@ fn same_origin(headers: &HeaderMap, public_url: &Url) -> bool {
 /// `POST /.portcullis/backchannel-logout` with form field `logout_token`.
 pub async fn backchannel(
     State(state): State<Arc<AppState>>,
+    conn: Option<axum::Extension<super::ConnInfo>>,
+    headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response<Body> {
     let Some(token) = form.get("logout_token") else {
@@ -164,6 +188,22 @@ pub async fn backchannel(
     match ended {
         Ok(count) => {
             tracing::info!(provider = %provider.config.id, sessions = count, "back-channel logout");
+            if let Some(audit) = &state.audit {
+                let id = Uuid::now_v7();
+                let path = "/.portcullis/backchannel-logout";
+                let caller = caller(&state, conn.as_ref(), &headers, id, "POST", path);
+                let who = LogoutWho::Subject {
+                    issuer,
+                    subject: target.sub.as_deref(),
+                };
+                audit.logout(
+                    &caller,
+                    LogoutVia::Backchannel,
+                    &provider.config.id,
+                    who,
+                    count,
+                );
+            }
             backchannel_answer(StatusCode::OK, None)
         }
         Err(error) => {
@@ -171,6 +211,25 @@ pub async fn backchannel(
             tracing::error!(%error, "back-channel logout could not reach the session store");
             backchannel_answer(StatusCode::SERVICE_UNAVAILABLE, None)
         }
+    }
+}
+
+/// The audit trail's view of a logout request.
+fn caller<'a>(
+    state: &AppState,
+    conn: Option<&axum::Extension<super::ConnInfo>>,
+    headers: &'a HeaderMap,
+    request_id: Uuid,
+    method: &'a str,
+    path: &'a str,
+) -> Caller<'a> {
+    let trusted = &state.config.server.trusted_proxies;
+    Caller {
+        request_id,
+        method,
+        path,
+        headers,
+        client_ip: conn.map(|c| crate::proxy::client_ip(c.0.peer.ip(), headers, trusted)),
     }
 }
 

@@ -2,7 +2,7 @@
 //! listeners, serves until told to stop, then drains. [`router`] is what tests call with
 //! `oneshot`; [`start`] gives tests and the demo a running instance on real sockets.
 
-mod browser;
+pub(crate) mod browser;
 mod forward_auth;
 mod gateway;
 mod identify;
@@ -12,7 +12,7 @@ mod logout;
 mod pages;
 mod reload;
 mod service_endpoints;
-mod templates;
+pub(crate) mod templates;
 mod tls;
 mod workers;
 
@@ -117,6 +117,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/.portcullis/api/audit",
             axum::routing::get(crate::audit::api::handle),
         )
+        .route("/.portcullis/audit", get(crate::audit::page::handle))
         .route("/.portcullis/login", get(login::start))
         .route("/.portcullis/callback", get(login::callback))
         .route(

@@ -62,22 +62,27 @@ impl Reloader {
             };
             #[cfg(not(unix))]
             let signalled = std::future::pending::<()>();
-            tokio::select! {
+            // Decide inside the select, act outside it: the stop watch's guard must not be
+            // held across the reload's awaits.
+            let cause = tokio::select! {
                 _ = stop.wait_for(|stop| *stop) => return,
-                _ = signalled => self.reload("SIGHUP"),
+                _ = signalled => Some("SIGHUP"),
                 _ = tokio::time::sleep(POLL) => {
                     let now = modified(&self.path);
-                    if now != self.modified {
+                    (now != self.modified).then(|| {
                         self.modified = now;
-                        self.reload("file change");
-                    }
+                        "file change"
+                    })
                 }
+            };
+            if let Some(cause) = cause {
+                self.reload(cause).await;
             }
         }
     }
 
     /// Validates the file and swaps the router; on any error the old config keeps serving.
-    pub(crate) fn reload(&mut self, cause: &str) {
+    pub(crate) async fn reload(&mut self, cause: &str) {
         let new = match config::load(&self.path) {
             Ok(new) => new,
             Err(errors) => {
@@ -86,7 +91,8 @@ impl Reloader {
                     path = %self.path.display(),
                     "config reload rejected; the old config keeps serving:\n{errors}"
                 );
-                self.record(None, false);
+                let reason = format!("{} config error(s); see the log", errors.0.len());
+                self.record(file_hash(&self.path), Err(&reason)).await;
                 return;
             }
         };
@@ -95,7 +101,11 @@ impl Reloader {
             Ok(state) => state,
             Err(error) => {
                 tracing::error!(%cause, "config reload rejected: {error:#}");
-                self.record(None, false);
+                self.record(
+                    file_hash(&self.path),
+                    Err("the new config could not be built; see the log"),
+                )
+                .await;
                 return;
             }
         };
@@ -114,16 +124,25 @@ impl Reloader {
         self.shared
             .store(super::listener::main_dispatch(state.clone()).load_full());
         tracing::info!(%cause, routes = state.config.routes.len(), "config reloaded");
-        self.record(Some(&state.config), true);
+        self.record(crate::audit::setup::config_hash(&state.config), Ok(()))
+            .await;
         self.current = state;
     }
 
-    fn record(&self, config: Option<&Config>, applied: bool) {
-        if let Some(audit) = &self.current.audit {
-            let hash = config.map(crate::audit::setup::config_hash);
-            audit.record_reload(hash.as_deref(), applied);
+    async fn record(&self, hash: String, outcome: Result<(), &str>) {
+        if let Some(audit) = &self.current.audit
+            && let Err(error) = audit.config_reload(&hash, outcome).await
+        {
+            tracing::error!(%error, "config reload not recorded in the audit trail");
         }
     }
+}
+
+/// SHA-256 of a config file as read (for a rejected reload, which has no validated config).
+fn file_hash(path: &std::path::Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(&bytes))
 }
 
 /// The new config with the sections a reload cannot change taken from the running one.

@@ -35,6 +35,7 @@ static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "logged_out.html",
             include_str!("../../templates/logged_out.html"),
         ),
+        ("audit.html", include_str!("../../templates/audit.html")),
     ];
     for (name, source) in sources {
         // The sources are compiled in and covered by tests; a broken one renders the

@@ -1,41 +1,28 @@
-//! `GET /.portcullis/api/audit`: search the trail as JSON (`{"events": [...], "next":
-//! "CURSOR"}`, newest first; pass `cursor=CURSOR` for the next page). Filters: `since`,
+//! `GET /.portcullis/api/audit`: search the trail. `format=json` (default) answers one page
+//! as `{"events": [...], "next": "CURSOR"}`, newest first (pass `cursor=CURSOR` for the next
+//! page); `format=jsonl` and `format=csv` stream every matching event (JSON Lines keyed by
+//! column, or CSV with a header row; `limit` caps the count when given). Filters: `since`,
 //! `until` (a duration ago or RFC 3339), `subject`, `email`, `route`, `decision`, `status`,
-//! `kind`, `text`, `limit` (default 100, at most 1000). Guarded by the `audit.access` policy
-//! against the caller's identity: until an identity source is wired in here every caller is
-//! anonymous, so the answer is 401 (login required) unless a rule is `public`. Every call,
-//! allowed or not, is itself an `audit_access` event. 404 when `[audit]` is absent.
+//! `kind`, `text`. Guarded by the `audit.access` policy against the caller's browser session
+//! (401 without one, 403 when the policy denies). Every call, allowed or not, is itself an
+//! `audit_access` event. 404 when `[audit]` is absent.
 
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode, header};
-use serde::Deserialize;
-use uuid::Uuid;
+use http::{HeaderMap, StatusCode, header};
 
-use super::event::{AuditEvent, kind};
-use super::query::parse_time;
+use super::access::{self, SearchParams};
+use super::event::{COLUMNS, StoredEvent};
 use super::store::{AuditFilter, AuditStore, Cursor};
 use crate::app::{AppState, ConnInfo};
-use crate::policy::{self, Outcome, RequestFacts};
+use crate::policy::Outcome;
 
-/// The query string.
-#[derive(Debug, Default, Deserialize)]
-pub struct ApiQuery {
-    since: Option<String>,
-    until: Option<String>,
-    subject: Option<String>,
-    email: Option<String>,
-    route: Option<String>,
-    decision: Option<String>,
-    status: Option<i64>,
-    kind: Option<String>,
-    text: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
+/// Events per database round trip while exporting.
+const EXPORT_PAGE: u32 = 1000;
 
 /// The handler.
 pub async fn handle(
@@ -43,36 +30,25 @@ pub async fn handle(
     conn: Option<axum::Extension<ConnInfo>>,
     headers: HeaderMap,
     uri: http::Uri,
-    query: Result<Query<ApiQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some(audit) = state.audit.clone() else {
         return error(StatusCode::NOT_FOUND, "the audit trail is not enabled");
     };
-    let decision_id = Uuid::now_v7();
-    let client_ip = conn
-        .map(|c| c.0.peer.ip())
-        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-    let facts = RequestFacts {
-        decision_id,
-        method: &Method::GET,
-        path: "/.portcullis/api/audit",
-        client_ip,
-        identity: None,
-    };
-    let decision = policy::evaluate(&audit.access, &facts, jiff::Timestamp::now());
-    let mut event = AuditEvent::new(kind::AUDIT_ACCESS, jiff::Timestamp::now());
-    event.decision_id = Some(decision_id.to_string());
-    event.method = Some("GET".into());
-    event.path = Some(uri.path().to_owned());
-    event.query = uri.query().map(|q| audit.redactor.query(q));
-    event.client_ip = Some(client_ip.to_string());
-    event.user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| audit.redactor.header("user-agent", v.as_bytes()));
-    event.auth_method = Some("none".into());
-    event.decision = Some(decision.outcome.as_str().into());
-    event.rule = decision.rule.as_deref().map(str::to_owned);
-    event.reasons = serde_json::to_string(&decision.reasons).ok();
+    let conn = conn.map(|c| c.0);
+    let access::Access {
+        decision,
+        mut event,
+        ..
+    } = access::check(
+        &state,
+        &audit,
+        conn.as_ref(),
+        &headers,
+        uri.path(),
+        uri.query(),
+    )
+    .await;
     let response = match decision.outcome {
         Outcome::Login => {
             let mut r = error(StatusCode::UNAUTHORIZED, "authentication required");
@@ -96,30 +72,37 @@ pub async fn handle(
     response
 }
 
-async fn search(store: &super::Store, q: ApiQuery) -> Response {
-    let now = jiff::Timestamp::now();
-    let time = |t: &Option<String>| t.as_deref().map(|t| parse_time(t, now)).transpose();
-    let (since, until) = match (time(&q.since), time(&q.until)) {
-        (Ok(s), Ok(u)) => (s, u),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+async fn search(store: &super::Store, q: SearchParams) -> Response {
+    let parsed = q.filter(jiff::Timestamp::now()).and_then(|filter| {
+        let cursor = q.cursor()?;
+        Ok((filter, cursor))
+    });
+    let (filter, cursor) = match parsed {
+        Ok(parsed) => parsed,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
-    let cursor = match q.cursor.as_deref().map(Cursor::decode) {
-        Some(None) => return error(StatusCode::BAD_REQUEST, "invalid cursor"),
-        Some(Some(c)) => Some(c),
-        None => None,
+    let export = match q.format.as_deref().unwrap_or("json") {
+        "json" | "" => None,
+        "jsonl" => Some(Export::JsonLines),
+        "csv" => Some(Export::Csv),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("format: `{other}`: expected json, jsonl or csv"),
+            );
+        }
     };
-    let filter = AuditFilter {
-        since,
-        until,
-        subject: q.subject,
-        email: q.email,
-        route: q.route,
-        decision: q.decision,
-        status: q.status,
-        kind: q.kind,
-        text: q.text,
+    if let Some(export) = export {
+        let cap = match q.limit(u32::MAX, u32::MAX) {
+            Ok(cap) => u64::from(cap),
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        return stream_export(store.clone(), filter, cursor, cap, export);
+    }
+    let limit = match q.limit(100, 1000) {
+        Ok(limit) => limit,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     match store.query(&filter, cursor.as_ref(), limit).await {
         Ok(page) => {
             let events: Vec<_> = page.events.iter().map(|e| e.to_json()).collect();
@@ -137,6 +120,114 @@ async fn search(store: &super::Store, q: ApiQuery) -> Response {
             )
         }
     }
+}
+
+/// An export format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Export {
+    JsonLines,
+    Csv,
+}
+
+struct ExportState {
+    store: super::Store,
+    filter: AuditFilter,
+    cursor: Option<Cursor>,
+    left: u64,
+    header: bool,
+    done: bool,
+}
+
+/// Streams every matching event, one database page at a time, so an export of millions of
+/// rows holds one page in memory. A store failure mid-stream ends the body with an error
+/// (the client sees a truncated transfer, never a silently short file).
+fn stream_export(
+    store: super::Store,
+    filter: AuditFilter,
+    cursor: Option<Cursor>,
+    cap: u64,
+    export: Export,
+) -> Response {
+    let state = ExportState {
+        store,
+        filter,
+        cursor,
+        left: cap,
+        header: export == Export::Csv,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(state, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let mut out = Vec::new();
+        if st.header {
+            st.header = false;
+            out.extend_from_slice(COLUMNS.join(",").as_bytes());
+            out.push(b'\n');
+        }
+        if st.left == 0 {
+            st.done = true;
+            return Some((Ok(bytes::Bytes::from(out)), st));
+        }
+        let want = u32::try_from(st.left.min(u64::from(EXPORT_PAGE))).unwrap_or(EXPORT_PAGE);
+        match st.store.query(&st.filter, st.cursor.as_ref(), want).await {
+            Ok(page) => {
+                st.left = st.left.saturating_sub(page.events.len() as u64);
+                for event in &page.events {
+                    write_row(event, export, &mut out);
+                }
+                match page.next {
+                    Some(next) => st.cursor = Some(next),
+                    None => st.done = true,
+                }
+                Some((Ok(bytes::Bytes::from(out)), st))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "audit export failed mid-stream");
+                st.done = true;
+                Some((Err(std::io::Error::other("audit store failed")), st))
+            }
+        }
+    });
+    let content_type = match export {
+        Export::JsonLines => "application/jsonl; charset=utf-8",
+        Export::Csv => "text/csv; charset=utf-8",
+    };
+    let file = match export {
+        Export::JsonLines => "attachment; filename=\"audit.jsonl\"",
+        Export::Csv => "attachment; filename=\"audit.csv\"",
+    };
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        http::HeaderValue::from_static(file),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        "x-content-type-options",
+        http::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn write_row(event: &StoredEvent, export: Export, out: &mut Vec<u8>) {
+    match export {
+        Export::JsonLines => {
+            // Serializing a map of strings and numbers into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, &event.to_json());
+        }
+        Export::Csv => out.extend_from_slice(super::query::csv_row(event).as_bytes()),
+    }
+    out.push(b'\n');
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -51,8 +51,16 @@ pub mod kind {
     pub const CONFIG_LOAD: &str = "config_load";
     /// The retention job deleted old events (`detail.checkpoints`).
     pub const RETENTION: &str = "retention";
-    /// Someone read the trail through `/.portcullis/api/audit`.
+    /// Someone read the trail through `/.portcullis/api/audit` or `/.portcullis/audit`.
     pub const AUDIT_ACCESS: &str = "audit_access";
+    /// A browser login finished (`decision` allow) or failed (`decision` error).
+    pub const LOGIN: &str = "login";
+    /// Sessions ended by the user (`detail.via` = `rp`) or the provider (`backchannel`).
+    pub const LOGOUT: &str = "logout";
+    /// A presented session was found over (`detail.reason`: idle, absolute, revoked).
+    pub const SESSION_EXPIRED: &str = "session_expired";
+    /// The process replaced its config (`detail.config_hash`, `detail.outcome`).
+    pub const CONFIG_RELOAD: &str = "config_reload";
 }
 
 /// An event before chaining. Every text field is already redacted. Times are

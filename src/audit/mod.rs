@@ -8,13 +8,17 @@
 //! Files: `event` (the row), `redact`, `chain`, `store` (contract, filter, cursor, SQL),
 //! `sql_store` (the shared implementation), `sqlite`, `postgres`, `spool`, `writer`,
 //! `retention`, `verify`, `query` (CLI output), `cli` (`audit query|verify`), `request`
-//! (the gateway's per-request record), `api` (`GET /.portcullis/api/audit`), `setup`
-//! (startup from config).
+//! (the gateway's per-request record), `access` (who may read, shared search parameters),
+//! `api` (`GET /.portcullis/api/audit`, exports), `page` (`/.portcullis/audit`), `lifecycle`
+//! (login, logout, session expiry, config reload events), `setup` (startup from config).
 
+pub mod access;
 pub mod api;
 pub mod chain;
 pub mod cli;
 pub mod event;
+pub mod lifecycle;
+pub mod page;
 pub mod postgres;
 pub mod query;
 pub mod redact;

@@ -67,12 +67,7 @@ pub fn render(events: &[StoredEvent], format: Format, out: &mut impl Write) -> i
         Format::Csv => {
             writeln!(out, "{}", COLUMNS.join(","))?;
             for event in events {
-                let cells: Vec<String> = event
-                    .column_values()
-                    .iter()
-                    .map(|v| csv_cell(&v.cell()))
-                    .collect();
-                writeln!(out, "{}", cells.join(","))?;
+                writeln!(out, "{}", csv_row(event))?;
             }
         }
         Format::Table => table(events, out)?,
@@ -127,6 +122,16 @@ fn table(events: &[StoredEvent], out: &mut impl Write) -> io::Result<()> {
         line(row.iter().map(String::as_str).collect(), out)?;
     }
     Ok(())
+}
+
+/// One event as a CSV line (no line end), every column in [`COLUMNS`] order.
+pub(crate) fn csv_row(event: &StoredEvent) -> String {
+    let cells: Vec<String> = event
+        .column_values()
+        .iter()
+        .map(|v| csv_cell(&v.cell()))
+        .collect();
+    cells.join(",")
 }
 
 fn csv_cell(text: &str) -> String {

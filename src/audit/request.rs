@@ -17,7 +17,7 @@ use super::event::{AuditEvent, kind};
 use super::setup::Audit;
 use super::writer::{AuditError, AuditFull, AuditSlot};
 use crate::config::Durability;
-use crate::identity::Presented;
+use crate::identity::{Identity, Presented};
 use crate::policy::{Decision, Outcome};
 
 /// One request's audit record in the making.
@@ -92,15 +92,7 @@ impl RequestAudit {
                 event.auth_method = Some("bearer".into());
                 event.detail = Some(serde_json::json!({ "invalid_token": reason }).to_string());
             }
-            Presented::Verified(identity) => {
-                event.auth_method = Some(identity.auth.as_str().to_owned());
-                event.subject = r.claim("sub", &identity.subject);
-                event.issuer = r.claim("iss", &identity.issuer);
-                event.email = identity.email.as_deref().and_then(|e| r.claim("email", e));
-                event.provider = identity.provider.clone();
-                let groups = serde_json::to_string(&identity.groups).unwrap_or_default();
-                event.groups = r.claim("groups", &groups);
-            }
+            Presented::Verified(identity) => identity_fields(event, r, identity),
         }
     }
 
@@ -164,6 +156,18 @@ impl RequestAudit {
         }
         Ok(())
     }
+}
+
+/// Fills the identity columns of `event` from a verified identity, redacted per
+/// `audit.redact.claims`.
+pub(crate) fn identity_fields(event: &mut AuditEvent, r: &super::Redactor, identity: &Identity) {
+    event.auth_method = Some(identity.auth.as_str().to_owned());
+    event.subject = r.claim("sub", &identity.subject);
+    event.issuer = r.claim("iss", &identity.issuer);
+    event.email = identity.email.as_deref().and_then(|e| r.claim("email", e));
+    event.provider = identity.provider.clone();
+    let groups = serde_json::to_string(&identity.groups).unwrap_or_default();
+    event.groups = r.claim("groups", &groups);
 }
 
 impl Drop for RequestAudit {

@@ -72,6 +72,39 @@ impl From<tower_sessions::session_store::Error> for SessionError {
     }
 }
 
+/// What [`Sessions::load_detailed`] found behind the session cookie.
+#[derive(Debug)]
+pub enum Loaded {
+    /// A live session.
+    Live(SessionId, SessionData),
+    /// The session was over (or revoked) and has just been deleted.
+    Ended(SessionData, EndReason),
+    /// No cookie, an unknown id, or a session already gone.
+    Absent,
+}
+
+/// Why a presented session was found over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// `session.idle_timeout` passed without a request.
+    Idle,
+    /// `session.absolute_timeout` passed since login.
+    Absolute,
+    /// A back-channel logout revoked it.
+    Revoked,
+}
+
+impl EndReason {
+    /// `idle`, `absolute` or `revoked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Idle => "idle",
+            EndReason::Absolute => "absolute",
+            EndReason::Revoked => "revoked",
+        }
+    }
+}
+
 /// A session's id as read from its cookie. `Debug` hides it: the id is a bearer credential.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionId(Id);
@@ -215,18 +248,32 @@ impl Sessions {
         headers: &HeaderMap,
         now: Timestamp,
     ) -> Result<Option<(SessionId, SessionData)>, SessionError> {
+        Ok(match self.load_detailed(headers, now).await? {
+            Loaded::Live(id, data) => Some((id, data)),
+            Loaded::Ended(..) | Loaded::Absent => None,
+        })
+    }
+
+    /// [`Sessions::load`], telling a session that ended on this load (and is deleted now, so
+    /// this is reported once per session) apart from no session at all. The audit trail
+    /// records the former.
+    pub async fn load_detailed(
+        &self,
+        headers: &HeaderMap,
+        now: Timestamp,
+    ) -> Result<Loaded, SessionError> {
         let Some(value) = cookie_value(headers, &self.inner.cookies.session) else {
-            return Ok(None);
+            return Ok(Loaded::Absent);
         };
         let Ok(id) = value.parse::<Id>() else {
-            return Ok(None);
+            return Ok(Loaded::Absent);
         };
         let store = &self.inner.store;
         let Some(record) = store.load(&id).await? else {
-            return Ok(None);
+            return Ok(Loaded::Absent);
         };
         let Some(stored) = from_record::<StoredSession>(&record) else {
-            return Ok(None);
+            return Ok(Loaded::Absent);
         };
         let identity = &stored.data.identity;
         let by_sub = derived_id("sub-revoked", &identity.issuer, &identity.subject);
@@ -259,14 +306,21 @@ impl Sessions {
         };
         if over || revoked {
             self.delete_session(&id).await?;
-            return Ok(None);
+            let why = if revoked {
+                EndReason::Revoked
+            } else if now_s >= stored.absolute_at {
+                EndReason::Absolute
+            } else {
+                EndReason::Idle
+            };
+            return Ok(Loaded::Ended(stored.data, why));
         }
         if last_seen.is_some_and(|seen| now_s - seen >= TOUCH_EVERY.min(self.inner.idle / 2)) {
             let expires = (now_s + self.inner.idle).min(stored.absolute_at);
             let touch = to_record(touch_id, &Touch { last_seen: now_s }, expires)?;
             store.upsert(&touch).await?;
         }
-        Ok(Some((SessionId(id), stored.data)))
+        Ok(Loaded::Live(SessionId(id), stored.data))
     }
 
     /// Stores a new session under a FRESH random id (never one the browser sent: no fixation)
