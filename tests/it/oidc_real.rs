@@ -658,3 +658,55 @@ async fn chromium_logs_in_through_the_proxy_and_sees_the_upstream() {
     chromium.close().await;
     real.shutdown().await;
 }
+
+#[tokio::test]
+async fn rotated_signing_keys_are_picked_up_after_the_jwks_refetch_interval() {
+    let Some(real) = Real::start(Duration::from_secs(2)).await else {
+        return;
+    };
+    // Warm portcullis' JWKS cache with the old keys.
+    let early = Browser::new();
+    let (_, response, _) = real.visit(&early, "/app/", "alice").await;
+    assert_eq!(response.status(), 200);
+
+    let warmed = std::time::Instant::now();
+    let kids = real.provider.rotate_keys().await;
+
+    // Within the JWKS refetch interval (10 s, a flood of made-up kids costs the provider one
+    // fetch per interval) the new kid is unknown: the login fails cleanly, without a session.
+    let browser = Browser::new();
+    let callback = real.callback_url(&browser, "/app/", "alice").await;
+    let refused = navigate(&browser, &callback).await;
+    if warmed.elapsed() < Duration::from_secs(9) {
+        assert_eq!(refused.status(), 400);
+        assert!(!sets_session(&refused));
+    }
+
+    tokio::time::sleep(Duration::from_secs(11).saturating_sub(warmed.elapsed())).await;
+    let (_, response, chain) = real.visit(&browser, "/app/", "alice").await;
+    assert_eq!(
+        response.status(),
+        200,
+        "an id_token signed with a new kid is accepted after a JWKS refetch: {chain:?}"
+    );
+    let out = post_logout(&real, &browser).await;
+    let to = location(&out, &Url::parse(&real.base).unwrap()).unwrap();
+    let hint: std::collections::HashMap<String, String> = to.query_pairs().into_owned().collect();
+    let (header, _) = jwt_parts(&hint["id_token_hint"]);
+    assert!(
+        kids[..2].contains(&header["kid"].as_str().unwrap().to_owned()),
+        "{header}"
+    );
+
+    // The early session's access token expired long ago, so the next request refreshes. The
+    // test provider forgets refresh tokens when it rebuilds itself for the rotation and answers
+    // invalid_grant: portcullis ends that session and sends the browser to log in again (no
+    // error page, no loop), and the new login works with the new keys.
+    let (_, response, chain) = real.visit(&early, "/app/", "alice").await;
+    assert_eq!(response.status(), 200, "{chain:?}");
+    assert!(
+        chain.iter().any(|u| u.path() == "/.portcullis/login"),
+        "the refused refresh sent the browser through login: {chain:?}"
+    );
+    real.shutdown().await;
+}
