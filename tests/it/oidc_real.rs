@@ -505,53 +505,86 @@ async fn a_replayed_callback_is_refused_and_creates_no_session() {
     real.shutdown().await;
 }
 
+/// `url` with query parameter `name` set to `value` (None: removed), other pairs kept.
+fn with_param(url: &Url, name: &str, value: Option<&str>) -> Url {
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| k != name)
+        .chain(value.map(|v| (name.to_owned(), v.to_owned())))
+        .collect();
+    let mut out = url.clone();
+    out.query_pairs_mut().clear().extend_pairs(pairs);
+    out
+}
+
+fn param(url: &Url, name: &str) -> String {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
+}
+
 #[tokio::test]
-async fn a_wrong_or_missing_state_is_refused_and_creates_no_session() {
+async fn a_wrong_or_missing_state_or_iss_is_refused_and_creates_no_session() {
     let Some(real) = Real::start(Duration::from_secs(300)).await else {
         return;
     };
     let browser = Browser::new();
-    let callback = real.callback_url(&browser, "/app/", "alice").await;
-    let mut missing = callback.clone();
-    missing.set_query(Some(
-        &callback
-            .query_pairs()
-            .filter(|(k, _)| k != "state")
-            .map(|(k, v)| format!("{k}={}", urlencode(&v)))
-            .collect::<Vec<_>>()
-            .join("&"),
-    ));
-    let mut wrong = callback.clone();
-    wrong.set_query(Some(
-        &callback
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k == "state" {
-                    format!("x{v}")
-                } else {
-                    v.into_owned()
-                };
-                format!("{k}={}", urlencode(&v))
-            })
-            .collect::<Vec<_>>()
-            .join("&"),
-    ));
-    for tampered in [missing, wrong] {
+    type Tamper = fn(&Url) -> Url;
+    let cases: [(&str, Tamper); 4] = [
+        ("missing state", |u| with_param(u, "state", None)),
+        ("wrong state", |u| {
+            with_param(u, "state", Some(&format!("x{}", param(u, "state"))))
+        }),
+        // oidc-provider advertises RFC 9207, so a missing iss means a mix-up.
+        ("missing iss", |u| with_param(u, "iss", None)),
+        ("wrong iss", |u| {
+            with_param(u, "iss", Some("http://127.0.0.1:1"))
+        }),
+    ];
+    for (case, tamper) in cases {
+        let callback = real.callback_url(&browser, "/app/", "alice").await;
+        let tampered = tamper(&callback);
         let response = navigate(&browser, &tampered).await;
         assert!(
             response.status().is_client_error(),
-            "{tampered}: {}",
+            "{case}: {tampered}: {}",
             response.status()
         );
-        assert!(!sets_session(&response), "{tampered}");
+        assert!(!sets_session(&response), "{case}");
+        assert_eq!(browser.cookie(SESSION_COOKIE), None, "{case}");
     }
-    assert_eq!(browser.cookie(SESSION_COOKIE), None);
     assert_eq!(
         navigate(&browser, &Url::parse(&real.url("/app/")).unwrap())
             .await
             .status(),
         302
     );
+    real.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_injected_code_from_another_login_is_refused_by_pkce() {
+    let Some(real) = Real::start(Duration::from_secs(300)).await else {
+        return;
+    };
+    // The attacker completes a login of their own and keeps the code (never redeemed).
+    let attacker = Browser::new();
+    let stolen = real.callback_url(&attacker, "/app/", "bob").await;
+    // The victim's browser starts a login; the attacker makes it arrive at the callback with
+    // the victim's own state (bound to the victim's login cookie) but the attacker's code.
+    let victim = Browser::new();
+    let own = real.callback_url(&victim, "/app/", "alice").await;
+    let injected = with_param(&own, "code", Some(&param(&stolen, "code")));
+    let response = navigate(&victim, &injected).await;
+    assert!(
+        response.status().is_client_error(),
+        "code injection: {}",
+        response.status()
+    );
+    assert!(!sets_session(&response));
+    assert_eq!(victim.cookie(SESSION_COOKIE), None);
     real.shutdown().await;
 }
 
