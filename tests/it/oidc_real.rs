@@ -743,3 +743,29 @@ async fn rotated_signing_keys_are_picked_up_after_the_jwks_refetch_interval() {
     );
     real.shutdown().await;
 }
+
+#[tokio::test]
+async fn short_lived_access_tokens_are_not_refreshed_on_every_request() {
+    // 20 s tokens: before the fix the refresh margin (60 s) exceeded the lifetime, so every
+    // request went to the token endpoint.
+    let Some(real) = Real::start(Duration::from_secs(20)).await else {
+        return;
+    };
+    let browser = Browser::new();
+    let (_, response, _) = real.visit(&browser, "/app/", "alice").await;
+    assert_eq!(response.status(), 200);
+    let logged_in_at = now_secs();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let session = browser.cookie(SESSION_COOKIE).unwrap();
+    for _ in 0..3 {
+        assert_eq!(app_status_with(&real, &session).await, 200);
+    }
+    let out = post_logout(&real, &browser).await;
+    let to = location(&out, &Url::parse(&real.base).unwrap()).unwrap();
+    let (_, claims) = jwt_parts(&param(&to, "id_token_hint"));
+    assert!(
+        claims["iat"].as_i64().unwrap() <= logged_in_at,
+        "the session still holds the login's id_token (no refresh): {claims}"
+    );
+    real.shutdown().await;
+}
