@@ -182,14 +182,16 @@ async fn rotated_signing_keys_are_picked_up_after_the_jwks_refetch_interval() {
     let warmed = std::time::Instant::now();
     let kids = real.provider.rotate_keys().await;
 
-    // Within the JWKS refetch interval (10 s, a flood of made-up kids costs the provider one
-    // fetch per interval) the new kid is unknown: the login fails cleanly, without a session.
+    // Within the JWKS refetch interval (10 s since the last fetch: a flood of made-up kids
+    // costs the provider one fetch per interval) the new kid may still be unknown: then the
+    // login fails cleanly, without a session. (When the last fetch is older, it succeeds.)
     let browser = Browser::new();
     let callback = real.callback_url(&browser, "/app/", "alice").await;
-    let refused = navigate(&browser, &callback).await;
-    if warmed.elapsed() < Duration::from_secs(9) {
-        assert_eq!(refused.status(), 400);
-        assert!(!sets_session(&refused));
+    let early_try = navigate(&browser, &callback).await;
+    match early_try.status().as_u16() {
+        400 => assert!(!sets_session(&early_try)),
+        302 => assert!(sets_session(&early_try)),
+        other => panic!("login with a new kid answered {other}"),
     }
 
     tokio::time::sleep(Duration::from_secs(11).saturating_sub(warmed.elapsed())).await;
