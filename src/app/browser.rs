@@ -42,11 +42,26 @@ pub async fn session_identity(state: &AppState, headers: &HeaderMap) -> Option<I
     refresh(state, headers, id, now).await
 }
 
+/// When a token granted `now` for `expires_in` seconds expires, and its lifetime, as stored
+/// in the session.
+pub(super) fn access_expiry(now: Timestamp, expires_in: Option<u64>) -> (Option<i64>, Option<i64>) {
+    let lifetime = expires_in.map(|s| i64::try_from(s).unwrap_or(i64::MAX / 4));
+    (
+        lifetime.map(|s| now.as_second().saturating_add(s)),
+        lifetime,
+    )
+}
+
 fn refresh_due(data: &SessionData, now: Timestamp) -> bool {
+    // A token living less than twice REFRESH_AHEAD would be due the moment it arrives, and
+    // every request would refresh: such tokens are renewed halfway through their life.
+    let ahead = data
+        .access_lifetime
+        .map_or(REFRESH_AHEAD, |lifetime| REFRESH_AHEAD.min(lifetime / 2));
     data.refresh_token.is_some()
         && data
             .access_expires_at
-            .is_some_and(|at| now.as_second() >= at.saturating_sub(REFRESH_AHEAD))
+            .is_some_and(|at| now.as_second() >= at.saturating_sub(ahead))
 }
 
 async fn refresh(
@@ -111,10 +126,7 @@ async fn refresh(
             if tokens.refresh_token.is_some() {
                 data.refresh_token = tokens.refresh_token;
             }
-            data.access_expires_at = tokens.expires_in.map(|s| {
-                now.as_second()
-                    .saturating_add(i64::try_from(s).unwrap_or(i64::MAX / 4))
-            });
+            (data.access_expires_at, data.access_lifetime) = access_expiry(now, tokens.expires_in);
             match state.sessions.update(&id, &data, now).await {
                 Ok(()) => Some(data.identity),
                 Err(error) => {
@@ -132,5 +144,62 @@ async fn refresh(
             tracing::warn!(provider = %provider.config.id, %error, "refresh failed; keeping the session");
             Some(data.identity)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    fn session(expires_in: u64, granted: i64) -> SessionData {
+        let (access_expires_at, access_lifetime) =
+            access_expiry(Timestamp::from_second(granted).unwrap(), Some(expires_in));
+        SessionData {
+            identity: Identity::default(),
+            provider: "idp".into(),
+            id_token: None,
+            access_token: Some("at".into()),
+            refresh_token: Some("rt".into()),
+            access_expires_at,
+            access_lifetime,
+            sid: None,
+            created_at: granted,
+        }
+    }
+
+    fn due_at(data: &SessionData, second: i64) -> bool {
+        refresh_due(data, Timestamp::from_second(second).unwrap())
+    }
+
+    #[test]
+    fn long_lived_tokens_refresh_a_minute_before_expiry() {
+        let data = session(3600, 1_000);
+        assert!(!due_at(&data, 1_000));
+        assert!(!due_at(&data, 4_539));
+        assert!(due_at(&data, 4_540));
+    }
+
+    #[test]
+    fn short_lived_tokens_refresh_halfway_not_on_every_request() {
+        let data = session(20, 1_000);
+        assert!(!due_at(&data, 1_000), "a fresh token is not due");
+        assert!(!due_at(&data, 1_009));
+        assert!(due_at(&data, 1_010));
+        let data = session(60, 1_000);
+        assert!(!due_at(&data, 1_029));
+        assert!(due_at(&data, 1_030));
+    }
+
+    #[test]
+    fn sessions_without_a_lifetime_or_refresh_token_keep_the_old_rule() {
+        let mut data = session(20, 1_000);
+        data.access_lifetime = None;
+        assert!(due_at(&data, 1_000), "unknown lifetime: a minute ahead");
+        data.refresh_token = None;
+        assert!(!due_at(&data, 1_100), "nothing to refresh with");
+        let mut data = session(20, 1_000);
+        data.access_expires_at = None;
+        assert!(!due_at(&data, 1_100));
     }
 }

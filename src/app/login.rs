@@ -336,14 +336,14 @@ async fn finish_login(
         }
     };
     tracing::info!(request_id = %id, provider = %provider.config.id, subject = %identity.subject, "login");
+    let (access_expires_at, access_lifetime) =
+        super::browser::access_expiry(now, tokens.expires_in);
     let data = SessionData {
         identity: identity.clone(),
         provider: provider.config.id.clone(),
         id_token: Some(id_token),
-        access_expires_at: tokens.expires_in.map(|s| {
-            now.as_second()
-                .saturating_add(i64::try_from(s).unwrap_or(i64::MAX / 4))
-        }),
+        access_expires_at,
+        access_lifetime,
         access_token: Some(tokens.access_token),
         refresh_token: tokens.refresh_token,
         sid,

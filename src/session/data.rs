@@ -28,6 +28,11 @@ pub struct SessionData {
     pub refresh_token: Option<String>,
     /// When the access token expires, unix seconds.
     pub access_expires_at: Option<i64>,
+    /// The access token's lifetime as granted (`expires_in`, seconds), so a short-lived token
+    /// is refreshed halfway through rather than on every request. Absent in sessions stored
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_lifetime: Option<i64>,
     /// The OIDC session id (`sid`) from the id_token, for back-channel logout.
     pub sid: Option<String>,
     /// Login time, unix seconds. [`super::Sessions::create`] sets it; the absolute timeout
@@ -69,6 +74,7 @@ impl fmt::Debug for SessionData {
             .field("access_token", &redacted(&self.access_token))
             .field("refresh_token", &redacted(&self.refresh_token))
             .field("access_expires_at", &self.access_expires_at)
+            .field("access_lifetime", &self.access_lifetime)
             .field("sid", &self.sid)
             .field("created_at", &self.created_at)
             .finish()
@@ -248,6 +254,7 @@ mod tests {
             access_token: Some("at-secret".into()),
             refresh_token: Some("rt-secret".into()),
             access_expires_at: Some(1_900_000_000),
+            access_lifetime: Some(300),
             sid: Some("sid-1".into()),
             created_at: 1_800_000_000,
         }
@@ -259,6 +266,14 @@ mod tests {
         let json = serde_json::to_value(&data).unwrap();
         let back: SessionData = serde_json::from_value(json).unwrap();
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn sessions_stored_without_an_access_lifetime_still_load() {
+        let mut json = serde_json::to_value(sample()).unwrap();
+        json.as_object_mut().unwrap().remove("access_lifetime");
+        let back: SessionData = serde_json::from_value(json).unwrap();
+        assert_eq!(back.access_lifetime, None);
     }
 
     #[test]

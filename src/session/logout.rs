@@ -169,6 +169,7 @@ mod tests {
             access_token: None,
             refresh_token: None,
             access_expires_at: None,
+            access_lifetime: None,
             sid: Some(sid.into()),
             created_at: 0,
         }

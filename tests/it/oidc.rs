@@ -481,12 +481,13 @@ async fn backchannel_logout_ends_the_session() {
 #[tokio::test]
 async fn refresh_renews_before_expiry_and_invalid_grant_ends_the_session() {
     let s = setup().await;
-    // Shorter than the refresh margin: every request finds the access token due.
-    s.idp.state.lock().unwrap().expires_in = 30;
+    // A 2 s token is renewed halfway through its life: due 1 s after it was granted.
+    s.idp.state.lock().unwrap().expires_in = 2;
     let mut browser = Browser::new();
     let (response, _) = login(&s, &mut browser, "/app/").await;
     assert_eq!(response.status(), 200);
     let before = s.idp.state.lock().unwrap().refresh_calls;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 
     // Concurrent requests: one refresh at a time, each re-loading after waiting.
     let mut tasks = Vec::new();
@@ -507,9 +508,14 @@ async fn refresh_renews_before_expiry_and_invalid_grant_ends_the_session() {
         assert_eq!(task.await.unwrap(), 200);
     }
     let after = s.idp.state.lock().unwrap().refresh_calls;
-    assert!(after > before, "no refresh happened");
+    assert_eq!(
+        after,
+        before + 1,
+        "exactly one refresh for concurrent requests"
+    );
 
     s.idp.revoke_refresh_tokens();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = browser.get(&format!("{}/app/", s.base)).await;
     assert_eq!(r.status(), 302, "invalid_grant ends the session");
     s.proxy.shutdown().await;

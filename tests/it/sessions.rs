@@ -166,6 +166,7 @@ fn data(issuer: &str, subject: &str, sid: Option<&str>) -> SessionData {
         access_token: Some("access".into()),
         refresh_token: Some("refresh".into()),
         access_expires_at: Some(1_900_000_000),
+        access_lifetime: Some(300),
         sid: sid.map(str::to_owned),
         created_at: 0,
     }
