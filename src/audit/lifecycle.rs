@@ -275,6 +275,7 @@ mod tests {
             access_token: Some("ACCESSSECRET".into()),
             refresh_token: None,
             access_expires_at: None,
+            access_lifetime: None,
             sid: Some("SIDVALUE".into()),
             created_at: 1_800_000_000,
         };
