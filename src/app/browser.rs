@@ -18,6 +18,11 @@ const REFRESH_AHEAD: i64 = 60;
 
 /// The caller's session identity, refreshed if due; None when there is no live session.
 pub async fn session_identity(state: &AppState, headers: &HeaderMap) -> Option<Identity> {
+    session_data(state, headers).await.map(|data| data.identity)
+}
+
+/// The caller's live session (refreshed if due): identity and provider tokens.
+pub async fn session_data(state: &AppState, headers: &HeaderMap) -> Option<SessionData> {
     if !state.sessions.has_cookie(headers) {
         return None;
     }
@@ -37,7 +42,7 @@ pub async fn session_identity(state: &AppState, headers: &HeaderMap) -> Option<I
         }
     };
     if !refresh_due(&data, now) {
-        return Some(data.identity);
+        return Some(data);
     }
     refresh(state, headers, id, now).await
 }
@@ -69,16 +74,16 @@ async fn refresh(
     headers: &HeaderMap,
     id: SessionId,
     now: Timestamp,
-) -> Option<Identity> {
+) -> Option<SessionData> {
     let _guard = state.sessions.refresh_guard(&id).await;
     // Another request may have refreshed (or ended) the session while we waited.
     let (_, mut data) = state.sessions.load(headers, now).await.ok()??;
     if !refresh_due(&data, now) {
-        return Some(data.identity);
+        return Some(data);
     }
     let provider = state.oidc.get(&data.provider)?;
     let Some(discovered) = provider.discovered() else {
-        return Some(data.identity);
+        return Some(data);
     };
     let refresh_token = data.refresh_token.clone()?;
     match provider.refresh(&discovered, &refresh_token).await {
@@ -128,7 +133,7 @@ async fn refresh(
             }
             (data.access_expires_at, data.access_lifetime) = access_expiry(now, tokens.expires_in);
             match state.sessions.update(&id, &data, now).await {
-                Ok(()) => Some(data.identity),
+                Ok(()) => Some(data),
                 Err(error) => {
                     tracing::info!(%error, "session ended during refresh");
                     None
@@ -142,7 +147,7 @@ async fn refresh(
         }
         Err(error) => {
             tracing::warn!(provider = %provider.config.id, %error, "refresh failed; keeping the session");
-            Some(data.identity)
+            Some(data)
         }
     }
 }

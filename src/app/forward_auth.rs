@@ -119,7 +119,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         return pages::error_page(StatusCode::FORBIDDEN, "No route matches.", id, html);
     };
     let route = state.proxies[index].route();
-    let presented = super::identify::identify(&state, route, req.headers(), &original.uri).await;
+    let presented = super::identify::identify(&state, route, req.headers(), &original.uri)
+        .await
+        .presented;
     if let Presented::InvalidBearer { reason } = &presented {
         tracing::debug!(request_id = %id, route = %route.id, %reason, "forward-auth: invalid bearer");
         return pages::invalid_token(id, html);

@@ -81,8 +81,8 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
     };
 
     let accepts_session = route.route().auth.contains(&AuthMethod::Session);
-    let presented =
-        super::identify::identify(&state, route.route(), req.headers(), req.uri()).await;
+    let caller = super::identify::identify(&state, route.route(), req.headers(), req.uri()).await;
+    let presented = caller.presented;
     if let Some(audit) = audit.as_mut() {
         audit.presented(&presented);
     }
@@ -125,6 +125,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
                 path: &path,
                 identity,
                 assertion: assertion.as_ref(),
+                access_token: caller.access_token.as_ref(),
             };
             let mut req = req;
             // The session cookie is a credential for portcullis, never for the upstream.

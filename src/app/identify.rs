@@ -2,11 +2,20 @@
 //! never disagree): a bearer token when the route takes them and one was sent, else the
 //! browser session when the route takes sessions and the session's provider is accepted.
 
-use http::{HeaderMap, Uri};
+use http::{HeaderMap, HeaderValue, Uri};
 
 use super::AppState;
 use crate::config::RouteConfig;
 use crate::identity::{AuthMethod, Identity, Presented, bearer_request};
+
+/// Who is calling, and what to send upstream on their behalf.
+pub(crate) struct Caller {
+    /// The identity presented.
+    pub presented: Presented,
+    /// `Authorization: Bearer <provider access token>` for a session user on a route with
+    /// `pass_access_token`.
+    pub access_token: Option<HeaderValue>,
+}
 
 /// The identity `headers` (and, when the route opts in, the query of `uri`) present for `route`.
 pub(crate) async fn identify(
@@ -14,20 +23,40 @@ pub(crate) async fn identify(
     route: &RouteConfig,
     headers: &HeaderMap,
     uri: &Uri,
-) -> Presented {
+) -> Caller {
     if route.auth.contains(&AuthMethod::Bearer) {
         let presented = bearer_request::presented(&state.bearer, headers, uri, route).await;
         if presented != Presented::Anonymous {
-            return presented;
+            return Caller {
+                presented,
+                access_token: None,
+            };
         }
     }
     if route.auth.contains(&AuthMethod::Session)
-        && let Some(identity) = super::browser::session_identity(state, headers).await
-        && provider_accepted(route, &identity)
+        && let Some(data) = super::browser::session_data(state, headers).await
+        && provider_accepted(route, &data.identity)
     {
-        return Presented::Verified(identity);
+        let access_token = match (&data.access_token, route.pass_access_token) {
+            (Some(token), true) => {
+                HeaderValue::try_from(format!("Bearer {token}"))
+                    .ok()
+                    .map(|mut value| {
+                        value.set_sensitive(true);
+                        value
+                    })
+            }
+            _ => None,
+        };
+        return Caller {
+            presented: Presented::Verified(data.identity),
+            access_token,
+        };
     }
-    Presented::Anonymous
+    Caller {
+        presented: Presented::Anonymous,
+        access_token: None,
+    }
 }
 
 /// A route may take logins from some providers only (`providers = [..]`).

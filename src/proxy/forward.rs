@@ -55,6 +55,7 @@ pub async fn forward(
         decision_id: permit.decision_id(),
         identity: ctx.identity,
         assertion: ctx.assertion,
+        access_token: ctx.access_token,
         claim_headers: &cfg.headers,
     };
     headers::rewrite_request(&mut headers, client_host, &rewrite);

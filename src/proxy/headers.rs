@@ -48,6 +48,8 @@ pub(crate) struct RequestRewrite<'a> {
     pub(crate) decision_id: Uuid,
     pub(crate) identity: Option<&'a Identity>,
     pub(crate) assertion: Option<&'a HeaderValue>,
+    /// Replaces any client `Authorization` (route `pass_access_token`).
+    pub(crate) access_token: Option<&'a HeaderValue>,
     pub(crate) claim_headers: &'a [ClaimHeader],
 }
 
@@ -124,6 +126,9 @@ pub(crate) fn rewrite_request(
         set_claim_headers(headers, identity, rw.claim_headers);
         if let Some(assertion) = rw.assertion {
             headers.insert(X_PORTCULLIS_JWT_ASSERTION, assertion.clone());
+        }
+        if let Some(token) = rw.access_token {
+            headers.insert(header::AUTHORIZATION, token.clone());
         }
     }
 }

@@ -64,6 +64,7 @@ fn rewrite(pairs: &[(&str, &str)], o: &Opts) -> HeaderMap {
         decision_id: DECISION,
         identity: o.identity.as_ref(),
         assertion: None,
+        access_token: None,
         claim_headers: &o.claims,
     };
     rewrite_request(&mut h, client_host, &rw);
@@ -352,6 +353,7 @@ fn ipv6_peer_is_written_plainly() {
         decision_id: DECISION,
         identity: None,
         assertion: None,
+        access_token: None,
         claim_headers: &[],
     };
     rewrite_request(&mut h, None, &rw);

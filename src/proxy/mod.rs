@@ -58,6 +58,9 @@ pub struct ForwardContext<'a> {
     /// `X-Portcullis-Jwt-Assertion` for identified callers, set after client headers are
     /// stripped.
     pub assertion: Option<&'a http::HeaderValue>,
+    /// `Authorization` to send instead of the client's: a session user's provider access
+    /// token on a route with `pass_access_token` (set after client headers are stripped).
+    pub access_token: Option<&'a http::HeaderValue>,
 }
 
 /// Response extension set by [`forward`]: the configured URL of the upstream that answered,

@@ -77,6 +77,7 @@ pub(crate) fn ctx<'a>(path: &'a str, identity: Option<&'a Identity>) -> ForwardC
         path,
         identity,
         assertion: None,
+        access_token: None,
     }
 }
 

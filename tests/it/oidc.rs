@@ -128,6 +128,15 @@ auth = ["session"]
 headers = ["user", "email", "groups"]
 [routes.policy]
 allow = [{{ id = "eng", groups = ["eng"] }}]
+
+[[routes]]
+id = "tok"
+path = "/tok/"
+upstream = "{echo}"
+auth = ["session"]
+pass_access_token = true
+[routes.policy]
+allow = [{{ id = "eng", groups = ["eng"] }}]
 "#,
         issuer = idp.issuer,
         secret_path = secret.path().display(),
@@ -192,6 +201,33 @@ async fn full_login_flow_reaches_the_upstream_without_the_session_cookie() {
     let who: serde_json::Value = who.json().await.unwrap();
     assert_eq!(who["subject"], "alice");
     assert_eq!(who["provider"], "mock");
+    s.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn pass_access_token_sends_the_session_access_token_and_only_there() {
+    let s = setup().await;
+    let mut browser = Browser::new();
+    let (response, _) = login(&s, &mut browser, "/app/x").await;
+    let echo = support::echo_json(response).await;
+    assert!(
+        echo["headers"].get("authorization").is_none(),
+        "a route without pass_access_token got the token"
+    );
+    // A client-sent Authorization never survives: the session's token replaces it.
+    let response = browser
+        .http
+        .get(format!("{}/tok/y", s.base))
+        .header("cookie", browser.cookie_header())
+        .header("authorization", "Bearer forged-by-the-client")
+        .send()
+        .await
+        .unwrap();
+    let echo = support::echo_json(response).await;
+    let authorization = echo["headers"]["authorization"].as_str().unwrap();
+    assert!(authorization.starts_with("Bearer "), "{authorization}");
+    assert_ne!(authorization, "Bearer forged-by-the-client");
+    assert!(authorization.len() > "Bearer ".len() + 16);
     s.proxy.shutdown().await;
 }
 
