@@ -1,12 +1,12 @@
 //! Redaction, applied to every value before it reaches an audit event (and so the database,
-//! the spool and the logs). `[audit.redact]` names headers and query parameters whose values
-//! are hidden, and identity fields/claims to `keep`, `drop`, `mask` or `hmac`. A hard-coded
-//! deny list (credentials: tokens, cookies, codes, passwords, secrets, keys, signatures) is
-//! always hidden, whatever the config says, and any value shaped like a JWT is hidden too.
-//! Names are compared after percent-decoding (repeatedly), `+` to space, lowercasing and
-//! dropping a `[...]` suffix, because that is how the upstream will read them.
+//! the spool and the logs). `[audit.redact]` gives headers, query parameters and identity
+//! fields/claims an action each: `keep`, `drop`, `mask` or `hmac`. A hard-coded never-store
+//! list (credentials: tokens, cookies, codes, passwords, secrets, keys, signatures) is always
+//! hidden, whatever the config says, and any value shaped like a JWT is hidden too.
+//! Parameter names are compared after percent-decoding (repeatedly), `+` to space,
+//! lowercasing and dropping a `[...]` suffix, because that is how the upstream will read them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -65,11 +65,24 @@ const ALWAYS_QUERY_PARTS: &[&str] = &[
     "apikey",
 ];
 
-/// Applies `[audit.redact]` plus the deny list.
+/// True for a header that is never recorded, whatever `audit.redact.headers` says.
+pub fn never_stored_header(name: &str) -> bool {
+    ALWAYS_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+}
+
+/// True for a query parameter (as written or already normalized) that is never recorded,
+/// whatever `audit.redact.query` says.
+pub fn never_stored_query(name: &str) -> bool {
+    is_credential_name(&normalize_query_name(name))
+}
+
+/// Applies `[audit.redact]` plus the never-store list.
 #[derive(Clone)]
 pub struct Redactor {
-    headers: HashSet<String>,
-    query: HashSet<String>,
+    /// Lowercased header name -> action; an unnamed header is kept.
+    headers: HashMap<String, RedactAction>,
+    /// Normalized parameter name -> action; an unnamed parameter is kept.
+    query: HashMap<String, RedactAction>,
     claims: BTreeMap<String, RedactAction>,
     key: Vec<u8>,
 }
@@ -91,29 +104,46 @@ impl Redactor {
             headers: config
                 .headers
                 .iter()
-                .map(|h| h.to_ascii_lowercase())
+                .map(|(name, action)| (name.to_ascii_lowercase(), *action))
                 .collect(),
-            query: config.query.iter().map(|q| normalize_name(q)).collect(),
+            query: config
+                .query
+                .iter()
+                .map(|(name, action)| (normalize_query_name(name), *action))
+                .collect(),
             claims: config.claims.clone(),
             key: hmac_key,
         }
     }
 
-    /// A header value as it may be recorded; None when it must not be.
+    /// A header value as it may be recorded (after its `audit.redact.headers` action);
+    /// None when it must not be. Never-store headers are None whatever the action, and a
+    /// JWT-shaped value is [`REDACTED`] unless the action drops it.
     pub fn header(&self, name: &str, value: &[u8]) -> Option<String> {
         let name = name.to_ascii_lowercase();
-        if ALWAYS_HEADERS.contains(&name.as_str()) || self.headers.contains(&name) {
+        if ALWAYS_HEADERS.contains(&name.as_str()) {
+            return None;
+        }
+        let action = self
+            .headers
+            .get(&name)
+            .copied()
+            .unwrap_or(RedactAction::Keep);
+        if action == RedactAction::Drop {
             return None;
         }
         let text = String::from_utf8_lossy(value);
         if looks_like_jwt(&text) {
             return Some(REDACTED.to_owned());
         }
-        Some(text.into_owned())
+        self.apply(action, &text)
     }
 
-    /// The query string with every hidden value replaced by [`REDACTED`]. Separators,
-    /// parameter order and the raw (still encoded) text of everything else are kept.
+    /// The query string with each parameter's `audit.redact.query` action applied:
+    /// `drop` (and every never-store name or JWT-shaped value) replaces the value with
+    /// [`REDACTED`], `mask` and `hmac` replace it with the masked or pseudonymized decoded
+    /// value (percent-encoded again). Separators, parameter order, names and the raw (still
+    /// encoded) text of kept values are kept as sent; an empty value stays empty.
     pub fn query(&self, raw: &str) -> String {
         let mut out = String::with_capacity(raw.len());
         let mut rest = raw;
@@ -145,14 +175,25 @@ impl Redactor {
         out.push_str(name);
         let Some(value) = value else { return };
         out.push('=');
-        let normalized = normalize_name(name);
-        let hidden = is_credential_name(&normalized)
-            || self.query.contains(&normalized)
-            || looks_like_jwt(&decode_repeatedly(value));
-        if hidden && !value.is_empty() {
+        if value.is_empty() {
+            return;
+        }
+        let normalized = normalize_query_name(name);
+        let decoded = decode_repeatedly(value);
+        if is_credential_name(&normalized) || looks_like_jwt(&decoded) {
             out.push_str(REDACTED);
-        } else {
-            out.push_str(value);
+            return;
+        }
+        let action = self
+            .query
+            .get(&normalized)
+            .copied()
+            .unwrap_or(RedactAction::Keep);
+        match action {
+            RedactAction::Keep => out.push_str(value),
+            RedactAction::Drop => out.push_str(REDACTED),
+            RedactAction::Mask => push_encoded(&mask(&decoded), out),
+            RedactAction::Hmac => push_encoded(&self.pseudonym(&decoded), out),
         }
     }
 
@@ -215,9 +256,24 @@ fn is_credential_name(normalized: &str) -> bool {
             .any(|part| normalized.contains(part))
 }
 
+/// Percent-encodes a replacement value for a query string: unreserved characters plus the
+/// `*`, `@` and `:` that masks and pseudonyms are made of stay readable.
+fn push_encoded(text: &str, out: &mut String) {
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'*' | b'@' | b':')
+        {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+}
+
 /// How an upstream will read a parameter name: decoded (a double-encoded name is decoded
-/// again), `+` as space, trimmed, lowercased, without a `[...]` array suffix.
-fn normalize_name(raw: &str) -> String {
+/// again), `+` as space, trimmed, lowercased, without a `[...]` array suffix. Config names
+/// are normalized the same way, so `Sig`, `%73ig` and `sig[]` are one name.
+pub fn normalize_query_name(raw: &str) -> String {
     let decoded = decode_repeatedly(raw).to_lowercase();
     let trimmed = decoded.trim();
     let base = match trimmed.find('[') {

@@ -6,8 +6,11 @@ fn redactor() -> Redactor {
     claims.insert("sub".to_owned(), RedactAction::Mask);
     claims.insert("groups".to_owned(), RedactAction::Drop);
     let config = RedactConfig {
-        headers: vec!["X-Tenant-Secret".into()],
-        query: vec!["sid".into(), "Ref".into()],
+        headers: BTreeMap::from([("X-Tenant-Secret".into(), RedactAction::Drop)]),
+        query: BTreeMap::from([
+            ("sid".into(), RedactAction::Drop),
+            ("Ref".into(), RedactAction::Drop),
+        ]),
         claims,
         hmac_key: None,
     };
@@ -153,4 +156,173 @@ fn masks() {
     assert_eq!(mask("abcd"), "a***");
     assert_eq!(mask("élan"), "é***");
     assert_eq!(mask(""), "***");
+}
+
+fn with_actions(headers: &[(&str, RedactAction)], query: &[(&str, RedactAction)]) -> Redactor {
+    let owned = |pairs: &[(&str, RedactAction)]| {
+        pairs
+            .iter()
+            .map(|(name, action)| ((*name).to_owned(), *action))
+            .collect()
+    };
+    let config = RedactConfig {
+        headers: owned(headers),
+        query: owned(query),
+        ..RedactConfig::default()
+    };
+    Redactor::new(&config, b"test-key".to_vec())
+}
+
+#[test]
+fn header_actions() {
+    use RedactAction::*;
+    let r = with_actions(
+        &[
+            ("User-Agent", Hmac),
+            ("x-tenant", Keep),
+            ("x-ticket", Mask),
+            ("x-internal", Drop),
+        ],
+        &[],
+    );
+    let ua = r.header("user-agent", b"curl/8.5").unwrap();
+    assert!(ua.starts_with("hmac:") && ua.len() == 37, "{ua}");
+    assert_eq!(r.header("USER-AGENT", b"curl/8.5").unwrap(), ua);
+    assert_ne!(r.header("user-agent", b"curl/8.6").unwrap(), ua);
+    let other_key = Redactor::new(
+        &RedactConfig {
+            headers: BTreeMap::from([("user-agent".into(), Hmac)]),
+            ..RedactConfig::default()
+        },
+        b"other-key".to_vec(),
+    );
+    assert_ne!(other_key.header("user-agent", b"curl/8.5").unwrap(), ua);
+    assert_eq!(r.header("X-Tenant", b"acme"), Some("acme".into()));
+    assert_eq!(r.header("x-ticket", b"TICKET-42"), Some("T***".into()));
+    assert_eq!(r.header("X-Internal", b"v"), None);
+    // A JWT under a kept or masked name is still hidden.
+    assert_eq!(r.header("x-tenant", JWT.as_bytes()), Some(REDACTED.into()));
+    assert_eq!(r.header("x-ticket", JWT.as_bytes()), Some(REDACTED.into()));
+}
+
+#[test]
+fn never_stored_headers_win_over_any_action() {
+    use RedactAction::*;
+    // Config load rejects these; the redactor ignores them anyway.
+    let r = with_actions(
+        &[
+            ("Authorization", Keep),
+            ("cookie", Hmac),
+            ("x-api-key", Mask),
+        ],
+        &[],
+    );
+    assert_eq!(r.header("authorization", b"Basic YTpi"), None);
+    assert_eq!(r.header("Cookie", b"s=1"), None);
+    assert_eq!(r.header("X-Api-Key", b"k"), None);
+    assert!(never_stored_header("Proxy-Authorization"));
+    assert!(!never_stored_header("user-agent"));
+}
+
+#[test]
+fn query_actions() {
+    use RedactAction::*;
+    let r = with_actions(
+        &[],
+        &[
+            ("user", Mask),
+            ("page", Keep),
+            ("email", Hmac),
+            ("ssn", Drop),
+        ],
+    );
+    assert_eq!(
+        r.query("user=alice&page=2&ssn=123-45-6789&other=x"),
+        "user=a***&page=2&ssn=[redacted]&other=x"
+    );
+    // Masks and pseudonyms are of the decoded value, so encodings agree.
+    assert_eq!(
+        r.query("user=alice%40corp.example"),
+        "user=a***@corp.example"
+    );
+    assert_eq!(r.query("user=%C3%A9lan"), "user=%C3%A9***");
+    assert_eq!(r.query("user=a+b+c+d"), "user=a***");
+    let one = r.query("email=alice%40corp.example");
+    let two = r.query("email=alice@corp.example");
+    assert_eq!(one, two);
+    let pseudonym = one.strip_prefix("email=").unwrap();
+    assert!(
+        pseudonym.starts_with("hmac:") && pseudonym.len() == 37,
+        "{one}"
+    );
+    assert_eq!(pseudonym, r.pseudonym("alice@corp.example"));
+    assert_ne!(r.query("email=bob@corp.example"), one);
+    let other_key = Redactor::new(
+        &RedactConfig {
+            query: BTreeMap::from([("email".into(), Hmac)]),
+            ..RedactConfig::default()
+        },
+        b"other-key".to_vec(),
+    );
+    assert_ne!(other_key.query("email=alice@corp.example"), one);
+    // Empty and bare values have nothing to hide.
+    assert_eq!(r.query("user=&ssn&email="), "user=&ssn&email=");
+}
+
+#[test]
+fn query_actions_on_tricky_names() {
+    use RedactAction::*;
+    let r = with_actions(&[], &[("User", Mask), ("%73sn", Drop), ("ids[]", Hmac)]);
+    for (query, expected) in [
+        ("USER=alice", "USER=a***"),
+        ("%55ser=alice", "%55ser=a***"),
+        ("%2555ser=alice", "%2555ser=a***"),
+        ("user[]=alice", "user[]=a***"),
+        ("user%5B0%5D=alice", "user%5B0%5D=a***"),
+        ("+user+=alice", "+user+=a***"),
+        (
+            "SSN=1&ssn=2&Ssn=3",
+            "SSN=[redacted]&ssn=[redacted]&Ssn=[redacted]",
+        ),
+        (
+            "user=alice&user=bobby;user=carol",
+            "user=a***&user=b***;user=c***",
+        ),
+    ] {
+        assert_eq!(r.query(query), expected, "{query}");
+    }
+    let ids = r.query("ids=7&ids[]=7&IDS%5B%5D=7");
+    let parts: Vec<&str> = ids
+        .split('&')
+        .map(|p| p.split_once('=').unwrap().1)
+        .collect();
+    assert_eq!(parts.len(), 3);
+    assert!(parts.iter().all(|p| *p == r.pseudonym("7")), "{ids}");
+}
+
+#[test]
+fn never_stored_query_names_win_over_any_action() {
+    use RedactAction::*;
+    let r = with_actions(
+        &[],
+        &[
+            ("code", Keep),
+            ("access_token", Hmac),
+            ("db_password", Mask),
+            ("next", Keep),
+        ],
+    );
+    assert_eq!(
+        r.query("code=abc&Access_Token=t&%64b_password=p&next=/x"),
+        "code=[redacted]&Access_Token=[redacted]&%64b_password=[redacted]&next=/x"
+    );
+    // A JWT is hidden under a kept, masked or hmac'd name alike.
+    let r = with_actions(&[], &[("next", Keep), ("m", Mask), ("h", Hmac)]);
+    assert_eq!(
+        r.query(&format!("next={JWT}&m={JWT}&h={JWT}")),
+        "next=[redacted]&m=[redacted]&h=[redacted]"
+    );
+    assert!(never_stored_query("%2561ccess_token"));
+    assert!(never_stored_query("X-Amz-Signature"));
+    assert!(!never_stored_query("page"));
 }

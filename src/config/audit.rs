@@ -11,6 +11,9 @@ use url::Url;
 use super::convert::{Problems, positive_duration};
 use super::file::AuditFile;
 use super::rule::convert_rules;
+
+#[path = "audit_redact.rs"]
+mod redact_rules;
 use crate::identity::AuthMethod;
 use crate::policy::RoutePolicy;
 use crate::secrets::SecretRef;
@@ -61,14 +64,16 @@ pub enum Durability {
     Strict,
 }
 
-/// `[audit.redact]`. The hard-coded deny list in [`crate::audit::redact`] applies whatever
-/// these say.
+/// `[audit.redact]`. The hard-coded never-store list in [`crate::audit::redact`] applies
+/// whatever these say (and config load rejects anything but `drop` for its names).
 #[derive(Clone, Debug, Default)]
 pub struct RedactConfig {
-    /// `headers`: header names (lowercased) whose values are never recorded.
-    pub headers: Vec<String>,
-    /// `query`: query parameter names (lowercased) whose values are never recorded.
-    pub query: Vec<String>,
+    /// `headers`: lowercased header name -> action. The list form (`["x-a"]`) means `drop`:
+    /// the header's value is not recorded. Unnamed headers are kept.
+    pub headers: BTreeMap<String, RedactAction>,
+    /// `query`: normalized parameter name (decoded, lowercased, no `[...]`) -> action. The
+    /// list form means `drop`: the value is recorded as `[redacted]`. Unnamed are kept.
+    pub query: BTreeMap<String, RedactAction>,
     /// `claims`: identity field or claim name -> action (`email = "hmac"`).
     pub claims: BTreeMap<String, RedactAction>,
     /// `hmac_key`: key for `hmac` pseudonyms. Default: generated once and kept in
@@ -90,7 +95,7 @@ pub enum RedactAction {
 }
 
 impl RedactAction {
-    fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text {
             "keep" => Some(RedactAction::Keep),
             "drop" => Some(RedactAction::Drop),
@@ -148,7 +153,7 @@ pub(crate) fn convert_audit(file: &AuditFile, p: &mut Problems) -> AuditConfig {
     };
     let queue_capacity = count(p, "audit.queue_capacity", file.queue_capacity, 65_536);
     let batch_size = count(p, "audit.batch_size", file.batch_size, 2048);
-    let redact = redact(file, p);
+    let redact = redact_rules::convert_redact(file, p);
     let access = match &file.access {
         Some(access) => {
             let (allow, deny) = convert_rules("audit.access", access, p);
@@ -196,56 +201,6 @@ fn count(p: &mut Problems, path: &str, value: Option<i64>, default: usize) -> us
     }
 }
 
-fn redact(file: &AuditFile, p: &mut Problems) -> RedactConfig {
-    let hmac_key = file
-        .hmac_key
-        .as_deref()
-        .and_then(|text| p.parsed_opt("audit.hmac_key", SecretRef::parse(text)));
-    let Some(redact) = &file.redact else {
-        return RedactConfig {
-            hmac_key,
-            ..RedactConfig::default()
-        };
-    };
-    let mut headers = Vec::new();
-    for (i, name) in redact.headers.iter().flatten().enumerate() {
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            p.add(
-                format!("audit.redact.headers[{i}]"),
-                format!("`{name}` is not a header name"),
-            );
-        } else {
-            headers.push(name.to_ascii_lowercase());
-        }
-    }
-    let mut query = Vec::new();
-    for (i, name) in redact.query.iter().flatten().enumerate() {
-        if name.is_empty() {
-            p.add(format!("audit.redact.query[{i}]"), "must not be empty");
-        } else {
-            query.push(name.to_lowercase());
-        }
-    }
-    let mut claims = BTreeMap::new();
-    for (name, action) in redact.claims.iter().flatten() {
-        match RedactAction::parse(action) {
-            Some(action) => {
-                claims.insert(name.clone(), action);
-            }
-            None => p.add(
-                format!("audit.redact.claims.{name}"),
-                format!("`{action}`: expected one of keep, drop, hmac, mask"),
-            ),
-        }
-    }
-    RedactConfig {
-        headers,
-        query,
-        claims,
-        hmac_key,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,8 +242,8 @@ mod tests {
         assert_eq!(a.retention, Some(Duration::from_secs(90 * 86_400)));
         assert_eq!(a.instance.as_deref(), Some("gate-1"));
         assert_eq!(a.queue_capacity, 16);
-        assert_eq!(a.redact.headers, ["x-api-key"]);
-        assert_eq!(a.redact.query, ["sig"]);
+        assert_eq!(a.redact.headers["x-api-key"], RedactAction::Drop);
+        assert_eq!(a.redact.query["sig"], RedactAction::Drop);
         assert_eq!(a.redact.claims["email"], RedactAction::Hmac);
         assert_eq!(a.redact.claims["sub"], RedactAction::Mask);
         assert!(a.redact.hmac_key.is_some());

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -216,10 +216,50 @@ pub struct AuditFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedactFile {
-    pub headers: Option<Vec<String>>,
-    pub query: Option<Vec<String>>,
+    /// `["x-a", ...]` (each hidden) or `{ "x-a" = "hmac", ... }`.
+    pub headers: Option<NameActions>,
+    /// `["user", ...]` (each hidden) or `{ user = "mask", ... }`.
+    pub query: Option<NameActions>,
     /// Claim name -> `keep | drop | hmac | mask`.
     pub claims: Option<BTreeMap<String, String>>,
+}
+
+/// `audit.redact.headers` / `.query`: a list of names (the short form, each meaning "hide
+/// the value") or a table of name -> action. Written by hand rather than `untagged` so a
+/// wrong type names both accepted forms instead of "did not match any variant".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameActions {
+    /// `["a", "b"]`, in file order (errors name `[i]`).
+    List(Vec<String>),
+    /// `{ a = "keep", b = "hmac" }`, actions still unparsed.
+    Table(BTreeMap<String, String>),
+}
+
+impl<'de> Deserialize<'de> for NameActions {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameActionsVisitor;
+        impl<'de> Visitor<'de> for NameActionsVisitor {
+            type Value = NameActions;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of names or a table of name = \"keep|drop|mask|hmac\"")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NameActions, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(NameActions::List(names))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NameActions, A::Error> {
+                let mut table = BTreeMap::new();
+                while let Some((name, action)) = map.next_entry::<String, String>()? {
+                    table.insert(name, action);
+                }
+                Ok(NameActions::Table(table))
+            }
+        }
+        deserializer.deserialize_any(NameActionsVisitor)
+    }
 }
 
 /// A string or an array of strings (`upstream = "http://a"` or `upstream = ["http://a"]`).
