@@ -250,18 +250,46 @@ fn audit_unavailable(route_id: &str, id: Uuid, started: Instant, html: bool) -> 
     )
 }
 
-fn record(route_id: &str, decision: &'static str, status: StatusCode, started: Instant) {
-    let route = route_id.to_owned();
-    metrics::counter!(
-        names::REQUESTS,
-        "route" => route.clone(),
-        "decision" => decision,
-        "status" => status_label(status)
-    )
-    .increment(1);
-    metrics::histogram!(names::LATENCY, "route" => route).record(started.elapsed().as_secs_f64());
+/// Metric handles of one route, cached per worker thread: building a labelled key and looking
+/// it up in the recorder's registry costs more than the atomic add it leads to.
+struct RouteMetrics {
+    latency: metrics::Histogram,
+    requests: std::collections::HashMap<(&'static str, u16), metrics::Counter>,
 }
 
-fn status_label(status: StatusCode) -> String {
-    status.as_str().to_owned()
+thread_local! {
+    static ROUTE_METRICS: std::cell::RefCell<std::collections::HashMap<Box<str>, RouteMetrics>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn record(route_id: &str, decision: &'static str, status: StatusCode, started: Instant) {
+    let elapsed = started.elapsed().as_secs_f64();
+    ROUTE_METRICS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(route_id) {
+            let latency = metrics::histogram!(names::LATENCY, "route" => route_id.to_owned());
+            cache.insert(
+                route_id.into(),
+                RouteMetrics {
+                    latency,
+                    requests: std::collections::HashMap::new(),
+                },
+            );
+        }
+        if let Some(route) = cache.get_mut(route_id) {
+            route
+                .requests
+                .entry((decision, status.as_u16()))
+                .or_insert_with(|| {
+                    metrics::counter!(
+                        names::REQUESTS,
+                        "route" => route_id.to_owned(),
+                        "decision" => decision,
+                        "status" => status.as_str().to_owned()
+                    )
+                })
+                .increment(1);
+            route.latency.record(elapsed);
+        }
+    });
 }
