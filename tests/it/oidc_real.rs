@@ -52,6 +52,8 @@ issuer = "{issuer}"
 client_id = "{client_id}"
 client_secret = "file:{secret}"
 scopes = ["openid", "email", "profile", "groups"]
+# Every real-provider login also fetches and merges userinfo (sub must match).
+userinfo = true
 
 [[routes]]
 id = "app"
