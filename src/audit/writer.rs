@@ -64,6 +64,11 @@ enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// How long the writer lets a batch fill under load (see the writer loop). Short enough that
+/// an event is stored within a few milliseconds; long enough that at tens of thousands of
+/// requests per second a batch holds dozens of events.
+const LINGER: Duration = Duration::from_millis(1);
+
 /// Sizing and pacing.
 #[derive(Clone, Copy, Debug)]
 pub struct WriterOptions {
@@ -240,6 +245,7 @@ impl<S: AuditStore> Writer<S> {
         if self.spool_pending() > 0 {
             self.replay().await;
         }
+        let mut busy = false;
         loop {
             let msg = if self.spool_pending() > 0 {
                 match tokio::time::timeout(self.options.retry, self.rx.recv()).await {
@@ -253,6 +259,12 @@ impl<S: AuditStore> Writer<S> {
                 self.rx.recv().await
             };
             let Some(msg) = msg else { break };
+            if busy && matches!(&msg, Msg::Event(_, None)) {
+                // Under load, let the batch fill for a moment instead of paying a wake-up,
+                // a transaction and a commit for every few events. Bounded and skipped when
+                // idle (the previous batch had one event) or when someone waits for an ack.
+                tokio::time::sleep(LINGER).await;
+            }
             let mut events = Vec::new();
             let mut acks = Vec::new();
             let mut flushes = Vec::new();
@@ -273,6 +285,7 @@ impl<S: AuditStore> Writer<S> {
                 }
             }
             metrics::gauge!(names::QUEUE_DEPTH).set(self.rx.len() as f64);
+            busy = events.len() > 1 && acks.is_empty();
             let result = self.persist(events).await;
             for ack in acks {
                 let _ = ack.send(result);
