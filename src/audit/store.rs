@@ -380,6 +380,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn batches_are_cut_into_the_fixed_insert_sizes() {
+        let event = StoredEvent {
+            instance: "i".into(),
+            seq: 1,
+            prev_hash: String::new(),
+            hash: String::new(),
+            event: AuditEvent::default(),
+        };
+        let events = vec![event; 64 + 2 * 16 + 4 + 3];
+        let sizes: Vec<usize> = insert_chunks(&events).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [64, 16, 16, 4, 1, 1, 1]);
+        assert!(insert_chunks(&[]).is_empty());
+        for rows in INSERT_CHUNKS {
+            let text = insert_text(rows, false);
+            assert_eq!(text.matches('?').count(), rows * COLUMNS.len());
+            assert!(text.ends_with(" ON CONFLICT DO NOTHING"));
+            let text = insert_text(rows, true);
+            assert!(text.contains(&format!("${}", rows * COLUMNS.len())));
+        }
+    }
+
+    #[test]
     fn cursor_round_trips_and_rejects_garbage() {
         let cursor = Cursor {
             ts: "2026-01-01T00:00:00.000000Z".into(),
