@@ -33,15 +33,26 @@ macro_rules! audit_store_impl {
                 &self,
                 events: &[$crate::audit::event::StoredEvent],
             ) -> Result<(), $crate::audit::store::StoreError> {
-                use $crate::audit::store::{INSERT_ROWS, Sql, StoreError, insert_sql};
+                use $crate::audit::event::ColumnValue;
+                use $crate::audit::store::{Sql, StoreError, insert_chunks, insert_text};
                 if events.is_empty() {
                     return Ok(());
                 }
                 let mut tx = self.pool.begin().await?;
                 let mut inserted = 0u64;
-                for chunk in events.chunks(INSERT_ROWS) {
-                    let sql = insert_sql(chunk, $dollar);
-                    inserted += bound(&sql).execute(&mut *tx).await?.rows_affected();
+                for chunk in insert_chunks(events) {
+                    // Fixed texts (cached prepared statements) with borrowed binds: no SQL
+                    // is built and no column is copied before sqlx takes the values.
+                    let mut query = sqlx::query(insert_text(chunk.len(), $dollar));
+                    for event in chunk {
+                        for value in event.column_values() {
+                            query = match value {
+                                ColumnValue::Text(text) => query.bind(text),
+                                ColumnValue::Int(n) => query.bind(n),
+                            };
+                        }
+                    }
+                    inserted += query.execute(&mut *tx).await?.rows_affected();
                 }
                 if inserted < events.len() as u64 {
                     // Some rows were there already: fine for a replay of the same events,

@@ -185,31 +185,57 @@ pub(crate) fn column_list() -> String {
     COLUMNS.join(", ")
 }
 
-/// `INSERT` of `events` as one multi-row statement; duplicates are skipped.
-pub(crate) fn insert_sql(events: &[StoredEvent], dollar: bool) -> Sql {
+/// Rows per INSERT statement, largest first. A batch is cut into these few sizes (never an
+/// arbitrary row count) so each size's statement is parsed once per connection and then
+/// reused from the prepared-statement cache. 64 rows of 29 binds stays far under SQLite's
+/// 32766 and Postgres's 65535 bind limits.
+pub(crate) const INSERT_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// Cuts `events` into chunks of [`INSERT_CHUNKS`] sizes, largest first.
+pub(crate) fn insert_chunks(mut events: &[StoredEvent]) -> Vec<&[StoredEvent]> {
+    let mut chunks = Vec::new();
+    for size in INSERT_CHUNKS {
+        while events.len() >= size {
+            let (chunk, rest) = events.split_at(size);
+            chunks.push(chunk);
+            events = rest;
+        }
+    }
+    chunks
+}
+
+/// The `INSERT` text for `rows` rows (one of [`INSERT_CHUNKS`]); duplicates are skipped.
+/// Built once per size and placeholder style, so the hot path allocates no SQL.
+pub(crate) fn insert_text(rows: usize, dollar: bool) -> &'static str {
+    static TEXTS: std::sync::OnceLock<[[String; 4]; 2]> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        [false, true].map(|dollar| INSERT_CHUNKS.map(|rows| build_insert(rows, dollar)))
+    });
+    let index = INSERT_CHUNKS
+        .iter()
+        .position(|&size| size == rows)
+        .unwrap_or(INSERT_CHUNKS.len() - 1);
+    &texts[usize::from(dollar)][index]
+}
+
+fn build_insert(rows: usize, dollar: bool) -> String {
     let mut sql = Sql::new(
         &format!("INSERT INTO audit_events ({}) VALUES ", column_list()),
         dollar,
     );
-    for (row, event) in events.iter().enumerate() {
+    for row in 0..rows {
         sql.push(if row == 0 { "(" } else { ", (" });
-        for (i, value) in event.column_values().iter().enumerate() {
+        for i in 0..COLUMNS.len() {
             if i > 0 {
                 sql.push(", ");
             }
-            sql.bind(match value {
-                super::event::ColumnValue::Text(t) => Bind::Text(t.map(str::to_owned)),
-                super::event::ColumnValue::Int(n) => Bind::Int(*n),
-            });
+            sql.bind(Bind::Int(None));
         }
         sql.push(")");
     }
     sql.push(" ON CONFLICT DO NOTHING");
-    sql
+    sql.text
 }
-
-/// Rows per INSERT: 29 binds each stays under SQLite's 32766 and Postgres's 65535 limits.
-pub(crate) const INSERT_ROWS: usize = 512;
 
 /// The search statement for one page (one more row than `limit`, to know if more follow).
 pub(crate) fn query_sql(
@@ -352,6 +378,28 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_are_cut_into_the_fixed_insert_sizes() {
+        let event = StoredEvent {
+            instance: "i".into(),
+            seq: 1,
+            prev_hash: String::new(),
+            hash: String::new(),
+            event: AuditEvent::default(),
+        };
+        let events = vec![event; 64 + 2 * 16 + 4 + 3];
+        let sizes: Vec<usize> = insert_chunks(&events).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [64, 16, 16, 4, 1, 1, 1]);
+        assert!(insert_chunks(&[]).is_empty());
+        for rows in INSERT_CHUNKS {
+            let text = insert_text(rows, false);
+            assert_eq!(text.matches('?').count(), rows * COLUMNS.len());
+            assert!(text.ends_with(" ON CONFLICT DO NOTHING"));
+            let text = insert_text(rows, true);
+            assert!(text.contains(&format!("${}", rows * COLUMNS.len())));
+        }
+    }
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {
