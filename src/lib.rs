@@ -5,25 +5,30 @@
 //! calling ([`identity`]) -> decide ([`policy`]) -> forward with a [`policy::Permit`] ([`proxy`]).
 //!
 //! Module map:
-//! - [`cli`]: the command line (`serve`, `check`, `demo`); parses arguments and calls in here.
+//! - [`cli`]: the command line (`serve`, `check`, `demo`, `audit query|verify`); parses
+//!   arguments and calls in here.
 //! - [`config`]: TOML file types and the validated runtime config of typed values; every error
 //!   with its key path. Imports neither axum nor any database crate.
 //! - [`secrets`]: secret references (`env:`, `file:`, `aws-sm:`) and the `Secret` newtype that
 //!   never prints its value.
 //! - [`routes`]: path normalization and the route table (selection by specificity).
-//! - [`identity`]: who the caller is: the `Identity` value every policy criterion reads.
+//! - [`identity`]: who the caller is: the `Identity` value every policy criterion reads, and
+//!   its sources: the OIDC relying party (`oidc`), bearer validation (`bearer`) over discovery
+//!   and a JWKS cache, and the signed assertion sent upstream (`assertion`).
 //! - [`policy`]: rules as data and the pure `evaluate` function; the only maker of `Permit`s.
 //! - [`session`]: server-side browser sessions (memory, SQLite, Postgres or Redis store): the
 //!   cookie holds only the id; idle and absolute timeouts, back-channel logout, login state.
 //! - [`proxy`]: the upstream side: pooled client, header rewriting, streaming, upgrades,
 //!   load balancing with passive ejection, timeouts.
-//! - [`app`]: the listeners (plain, TLS, h2c), connection limits, graceful shutdown, the router
-//!   and the gateway handler that ties routes, policy and proxy together.
+//! - [`app`]: the listeners (plain, TLS, h2c; one event loop per core), connection limits,
+//!   graceful shutdown, config reload, the router (login, logout, forward-auth, audit page)
+//!   and the gateway handler that ties routes, identity, policy, audit and proxy together.
 //! - [`audit`]: the audit trail: redacted events, per-instance hash chains, the batching
 //!   writer with its spool, SQLite and Postgres stores, verify, query.
 //! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`.
 //! - [`telemetry`]: tracing setup (human or JSON logs).
-//! - [`demo`]: `portcullis demo`: embedded config and a built-in echo upstream.
+//! - [`demo`]: `portcullis demo`: embedded config, a built-in echo upstream and a
+//!   development OpenID provider (never reachable from `serve`).
 
 pub mod admin;
 pub mod app;
