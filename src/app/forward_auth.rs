@@ -87,10 +87,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         return pages::error_page(StatusCode::FORBIDDEN, "Forward-auth peers only.", id, false);
     };
     let trusted = &state.config.server.trusted_proxies;
-    if !trusted
-        .iter()
-        .any(|net| net.contains(&conn.peer.ip().to_canonical()))
-    {
+    if !proxy::is_trusted_peer(conn.peer.ip(), trusted) {
         tracing::debug!(peer = %conn.peer, "forward-auth from an untrusted peer");
         return pages::error_page(
             StatusCode::FORBIDDEN,

@@ -121,7 +121,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             let ctx = ForwardContext {
                 peer: conn.peer,
                 tls: conn.tls,
-                trusted_peer: trusted.iter().any(|net| net.contains(&conn.peer.ip())),
+                trusted_peer: proxy::is_trusted_peer(conn.peer.ip(), trusted),
                 path: &path,
                 identity,
                 assertion: assertion.as_ref(),

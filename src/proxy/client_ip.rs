@@ -13,12 +13,19 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
 
+/// Whether the TCP peer is one of `server.trusted_proxies` (an IPv4-mapped IPv6 peer counts
+/// as its IPv4 address, as in [`client_ip`]). The one check the gateway, forward-auth and
+/// `client_ip` share, so they never disagree about the same peer.
+pub fn is_trusted_peer(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    is_trusted(peer.to_canonical(), trusted)
+}
+
 /// The peer (IPv4-mapped IPv6 as IPv4); when the peer is trusted, the right-most
 /// `X-Forwarded-For` entry that is not itself trusted. An unparseable entry stops the walk:
 /// the last good address wins (a trusted proxy's own address, at worst the peer).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer = peer.to_canonical();
-    if !is_trusted(peer, trusted) {
+    if !is_trusted_peer(peer, trusted) {
         return peer;
     }
     let mut last_good = peer;
@@ -54,6 +61,17 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn a_mapped_ipv4_peer_is_trusted_like_its_ipv4_address() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert!(is_trusted_peer(mapped, &trusted));
+        assert!(!is_trusted_peer(
+            "::ffff:11.1.2.3".parse().unwrap(),
+            &trusted
+        ));
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

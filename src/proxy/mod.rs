@@ -32,7 +32,7 @@ pub(crate) mod test_support;
 mod upgrade;
 mod upstream;
 
-pub use client_ip::client_ip;
+pub use client_ip::{client_ip, is_trusted_peer};
 pub use error::ProxyError;
 pub use forward::forward;
 pub use headers::{
