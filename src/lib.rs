@@ -18,7 +18,7 @@
 //! - [`policy`]: rules as data and the pure `evaluate` function; the only maker of `Permit`s.
 //! - [`session`]: server-side browser sessions (memory, SQLite, Postgres or Redis store): the
 //!   cookie holds only the id; idle and absolute timeouts, back-channel logout, login state.
-//! - [`proxy`]: the upstream side: pooled client, header rewriting, streaming, upgrades,
+//! - [`proxy`]: the upstream side: own HTTP/1.1 client and pooled hyper client, header rewriting, streaming, upgrades,
 //!   load balancing with passive ejection, timeouts.
 //! - [`app`]: the listeners (plain, TLS, h2c; one event loop per core), connection limits,
 //!   graceful shutdown, config reload, the router (login, logout, forward-auth, audit page)

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::body::GuardedBody;
 use super::headers::{self, RequestRewrite};
-use super::{ForwardContext, ProxyError, RouteProxy, ServedBy, hop, target, upgrade};
+use super::{ForwardContext, ProxyError, RouteProxy, ServedBy, h1, hop, target, upgrade};
 use crate::policy::Permit;
 
 /// Forwards a permitted request to one of the route's upstreams and streams the response back.
@@ -66,7 +66,10 @@ pub async fn forward(
 
     let path = target::route_relative_path(&cfg.path, cfg.strip_prefix, ctx.path);
     let query = parts.uri.query();
-    let body_empty = is_empty(&body);
+    let body_empty = is_empty(&body) && !declares_body(&headers);
+    // The common exchange (no body, no upgrade, plain http) takes portcullis's own client.
+    let own_client = body_empty && client_upgrade.is_none() && parts.method != Method::CONNECT;
+    let mut client_upgrade = client_upgrade;
     let retryable = cfg.retries > 0 && is_idempotent(&parts.method) && body_empty;
     let mut retries_left = if retryable { cfg.retries } else { 0 };
     let mut guarded = GuardedBody::new(body, cfg.timeouts.idle, cfg.max_body);
@@ -78,9 +81,6 @@ pub async fn forward(
 
     loop {
         let upstream = route.upstreams.get(index);
-        let uri = target::upstream_uri(upstream, path, query).map_err(|e| {
-            ProxyError::Upstream(format!("{}: bad upstream uri: {e}", upstream.label))
-        })?;
         // Only a request that may be retried keeps a copy of its headers.
         let mut attempt_headers = match (retries_left, headers.as_ref()) {
             (0, _) | (_, None) => headers.take().unwrap_or_default(),
@@ -90,40 +90,76 @@ pub async fn forward(
         if retried && !host_preserved {
             attempt_headers.insert(header::HOST, upstream.host_header.clone());
         }
-        let attempt_body = body.take().unwrap_or_else(|| {
-            // Retries only happen for empty bodies, so a fresh empty one is the same body.
-            GuardedBody::new(Body::empty(), cfg.timeouts.idle, cfg.max_body)
-        });
-        let mut out = Request::new(attempt_body);
-        *out.method_mut() = parts.method.clone();
-        *out.uri_mut() = uri;
-        // Pitfall 1: the pooled HTTP/1 client refuses HTTP/2 requests.
-        *out.version_mut() = Version::HTTP_11;
-        *out.headers_mut() = attempt_headers;
-
-        let sent = response_within(
-            cfg.timeouts.response_header,
-            route.client().request(out),
-            body_sent.take(),
-        )
-        .await;
-        let response = match sent {
-            Err(_elapsed) => {
+        let limit = cfg.timeouts.response_header;
+        let attempt = match route.h1_pool(index).filter(|_| own_client) {
+            Some(pool) => {
+                let target = target::origin_form(upstream, path, query);
+                let outgoing = h1::Outgoing {
+                    method: &parts.method,
+                    target: &target,
+                    headers: &attempt_headers,
+                };
+                let sent = tokio::time::timeout(limit, pool.send(super::worker(), outgoing)).await;
+                match sent {
+                    Err(_elapsed) => Err(Failure::Timeout),
+                    Ok(Err(h1::H1Error::Connect(e))) => Err(Failure::Connect(ProxyError::Connect(
+                        format!("{}: {e}", upstream.label),
+                    ))),
+                    Ok(Err(e)) => Err(Failure::Other(ProxyError::Upstream(format!(
+                        "{}: {e}",
+                        upstream.label
+                    )))),
+                    Ok(Ok(response)) => Ok(own_response(route, response)),
+                }
+            }
+            None => {
+                let uri = target::upstream_uri(upstream, path, query).map_err(|e| {
+                    ProxyError::Upstream(format!("{}: bad upstream uri: {e}", upstream.label))
+                })?;
+                let attempt_body = body.take().unwrap_or_else(|| {
+                    // Retries only happen for empty bodies, so a fresh empty one is the same
+                    // body.
+                    GuardedBody::new(Body::empty(), cfg.timeouts.idle, cfg.max_body)
+                });
+                let mut out = Request::new(attempt_body);
+                *out.method_mut() = parts.method.clone();
+                *out.uri_mut() = uri;
+                // Pitfall 1: the pooled HTTP/1 client refuses HTTP/2 requests.
+                *out.version_mut() = Version::HTTP_11;
+                *out.headers_mut() = attempt_headers;
+                let sent =
+                    response_within(limit, route.client().request(out), body_sent.take()).await;
+                match sent {
+                    Err(_elapsed) => Err(Failure::Timeout),
+                    Ok(Err(e)) if e.is_connect() => Err(Failure::Connect(ProxyError::from_client(
+                        &e,
+                        &upstream.label,
+                    ))),
+                    Ok(Err(e)) => Err(Failure::Other(ProxyError::from_client(&e, &upstream.label))),
+                    Ok(Ok(response)) => {
+                        finish_response(route, response, client_upgrade.take(), &upstream.label)
+                            .map_err(Failure::Other)
+                    }
+                }
+            }
+        };
+        let mut response = match attempt {
+            Err(Failure::Timeout) => {
                 route.upstreams.record_failure(index, Instant::now());
                 return Err(ProxyError::Timeout);
             }
-            Ok(Err(e)) if e.is_connect() => {
+            Err(Failure::Connect(error)) => {
                 route.upstreams.record_failure(index, Instant::now());
                 if retries_left == 0 {
-                    return Err(ProxyError::from_client(&e, &upstream.label));
+                    return Err(error);
                 }
                 retries_left -= 1;
                 retried = true;
                 index = route.upstreams.pick_after(index, Instant::now());
                 continue;
             }
-            Ok(Err(e)) => return Err(ProxyError::from_client(&e, &upstream.label)),
-            Ok(Ok(response)) => response,
+            Err(Failure::Other(error)) => return Err(error),
+            Ok(response) => response,
         };
         if matches!(
             response.status(),
@@ -133,13 +169,28 @@ pub async fn forward(
         } else {
             route.upstreams.record_success(index);
         }
-        return finish_response(
-            route,
-            response,
-            client_upgrade,
-            ServedBy(upstream.label.clone()),
-        );
+        response
+            .extensions_mut()
+            .insert(ServedBy(upstream.label.clone()));
+        return Ok(response);
     }
+}
+
+/// How one attempt failed.
+enum Failure {
+    /// No response head within the response timeout.
+    Timeout,
+    /// No connection: the next upstream may be tried.
+    Connect(ProxyError),
+    Other(ProxyError),
+}
+
+/// A response from portcullis's own client, headers stripped and body guarded as for any.
+fn own_response(route: &RouteProxy, response: Response<h1::ResponseBody>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    hop::strip_response(&mut parts.headers, false);
+    let body = Body::new(GuardedBody::new(body, route.route.timeouts.idle, None));
+    Response::from_parts(parts, body)
 }
 
 /// Awaits the response head. The timeout runs from the moment the request body has been
@@ -166,14 +217,13 @@ fn finish_response(
     route: &RouteProxy,
     mut response: Response<hyper::body::Incoming>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    served_by: ServedBy,
+    label: &str,
 ) -> Result<Response<Body>, ProxyError> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
         let Some(client_upgrade) = client_upgrade else {
             return Err(ProxyError::Upstream(format!(
-                "{}: 101 to a request that asked for no upgrade",
-                served_by.0
+                "{label}: 101 to a request that asked for no upgrade"
             )));
         };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -181,7 +231,6 @@ fn finish_response(
     }
     let (mut parts, incoming) = response.into_parts();
     hop::strip_response(&mut parts.headers, switching);
-    parts.extensions.insert(served_by);
     let body = if switching {
         Body::empty()
     } else {
@@ -203,10 +252,16 @@ fn declared_length(req: &Request<Body>) -> u64 {
 }
 
 fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
+    h1::is_idempotent(method)
+}
+
+/// Whether the headers announce a body (`Content-Length` other than 0): such a request never
+/// takes the bodiless path, whatever its body reports.
+fn declares_body(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .any(|v| v.as_bytes().trim_ascii() != b"0")
 }
 
 fn is_empty(body: &Body) -> bool {

@@ -5,8 +5,9 @@
 //! body only). [`forward`] requires a [`Permit`](crate::policy::Permit): nothing reaches an
 //! upstream without a policy decision. It never decides who may pass.
 //!
-//! Files: `forward` (one exchange, retries, ejection bookkeeping), `client` (the pooled
-//! client and TLS roots), `hop` and `headers` (header rewriting), `target` (upstream URI),
+//! Files: `forward` (one exchange, retries, ejection bookkeeping), `h1` (portcullis's own
+//! HTTP/1.1 client for bodiless requests to plain-http upstreams), `client` (hyper's pooled
+//! client for everything else, and TLS roots), `hop` and `headers` (header rewriting), `target` (upstream URI),
 //! `upstream` (round robin and ejection), `body` (idle timeout and size limit), `upgrade`
 //! (101 passthrough), `client_ip`, `error`.
 
@@ -24,6 +25,7 @@ mod client;
 mod client_ip;
 mod error;
 mod forward;
+mod h1;
 mod headers;
 mod hop;
 mod target;
@@ -76,11 +78,18 @@ pub struct RouteProxy {
     /// One pooled client per worker thread, so a request and the upstream connection task
     /// it wakes always share a thread (see `app::workers`).
     clients: Vec<client::UpstreamClient>,
+    /// portcullis's own HTTP/1.1 pools, by upstream index; None for https upstreams.
+    h1: Box<[Option<h1::Pool>]>,
 }
 
 thread_local! {
     /// The index of the worker thread this code runs on (0 outside worker threads).
     static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The worker index of the current thread.
+fn worker() -> usize {
+    WORKER.with(std::cell::Cell::get)
 }
 
 /// Marks the current thread as worker `index`: requests served on it use that worker's
@@ -105,17 +114,32 @@ impl RouteProxy {
         let clients = (0..workers.max(1))
             .map(|_| client::build(&route, upstreams.any_https()))
             .collect::<Result<Vec<_>, _>>()?;
+        let h1 = (0..upstreams.len())
+            .map(|i| {
+                let upstream = upstreams.get(i);
+                (upstream.scheme == http::uri::Scheme::HTTP).then(|| {
+                    let host = upstream.authority.host();
+                    let port = upstream.authority.port_u16().unwrap_or(80);
+                    h1::Pool::new(host, port, route.timeouts.connect, workers)
+                })
+            })
+            .collect();
         Ok(RouteProxy {
             route,
             upstreams,
             clients,
+            h1,
         })
     }
 
     /// The upstream client of the current worker thread.
     fn client(&self) -> &client::UpstreamClient {
-        let index = WORKER.with(std::cell::Cell::get) % self.clients.len();
-        &self.clients[index]
+        &self.clients[worker() % self.clients.len()]
+    }
+
+    /// The own-client pool of the upstream at `index`, if it is plain http.
+    fn h1_pool(&self, index: usize) -> Option<&h1::Pool> {
+        self.h1.get(index % self.h1.len().max(1))?.as_ref()
     }
 
     /// The route this proxies for.

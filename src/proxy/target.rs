@@ -27,16 +27,12 @@ pub(crate) fn route_relative_path<'a>(
     }
 }
 
-/// The absolute URI for the upstream request. The legacy client wants absolute form and
-/// writes origin form on the wire.
-pub(crate) fn upstream_uri(
-    upstream: &Upstream,
-    path: &str,
-    query: Option<&str>,
-) -> Result<Uri, http::Error> {
+/// The request target in origin form: the upstream's base path, the route-relative path and
+/// the query.
+pub(crate) fn origin_form(upstream: &Upstream, path: &str, query: Option<&str>) -> String {
     let base = &*upstream.base_path;
     let query_len = query.map_or(0, |q| q.len() + 1);
-    let mut pq = String::with_capacity(base.len() + path.len() + query_len);
+    let mut pq = String::with_capacity(base.len() + path.len() + query_len + 1);
     pq.push_str(base);
     if !path.starts_with('/') {
         pq.push('/');
@@ -46,6 +42,17 @@ pub(crate) fn upstream_uri(
         pq.push('?');
         pq.push_str(q);
     }
+    pq
+}
+
+/// The absolute URI for the upstream request. The legacy client wants absolute form and
+/// writes origin form on the wire.
+pub(crate) fn upstream_uri(
+    upstream: &Upstream,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Uri, http::Error> {
+    let pq = origin_form(upstream, path, query);
     let pq = PathAndQuery::from_maybe_shared(Bytes::from(pq))?;
     Uri::builder()
         .scheme(upstream.scheme.clone())
