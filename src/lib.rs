@@ -18,8 +18,8 @@
 //! - [`policy`]: rules as data and the pure `evaluate` function; the only maker of `Permit`s.
 //! - [`session`]: server-side browser sessions (memory, SQLite, Postgres or Redis store): the
 //!   cookie holds only the id; idle and absolute timeouts, back-channel logout, login state.
-//! - [`proxy`]: the upstream side: own HTTP/1.1 client and pooled hyper client, header rewriting, streaming, upgrades,
-//!   load balancing with passive ejection, timeouts.
+//! - [`proxy`]: the upstream side: own HTTP/1.1 client and hyper's pooled client, header
+//!   rewriting, streaming, upgrades, load balancing with passive ejection, timeouts.
 //! - [`app`]: the listeners (plain, TLS, h2c; one event loop per core), connection limits,
 //!   graceful shutdown, config reload, the router (login, logout, forward-auth, audit page)
 //!   and the gateway handler that ties routes, identity, policy, audit and proxy together.
@@ -27,6 +27,7 @@
 //!   writer with its spool, SQLite and Postgres stores, verify, query.
 //! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`.
 //! - [`telemetry`]: tracing setup (human or JSON logs).
+//! - [`timer`]: coarse per-worker timers for the per-request timeouts (no syscall to arm).
 //! - [`demo`]: `portcullis demo`: embedded config, a built-in echo upstream and a
 //!   development OpenID provider (never reachable from `serve`).
 
@@ -43,3 +44,4 @@ pub mod routes;
 pub mod secrets;
 pub mod session;
 pub mod telemetry;
+pub mod timer;

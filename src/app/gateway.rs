@@ -21,11 +21,9 @@ use crate::policy::{self, Outcome, RequestFacts};
 use crate::proxy::{self, ForwardContext, ProxyError};
 use crate::routes::{self, normalize_path};
 
-/// Serves one proxied request.
+/// Serves one proxied request as an axum handler (the router's fallback): the connection
+/// facts come from the request's [`ConnInfo`] extension.
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
-    let started = Instant::now();
-    let id = Uuid::now_v7();
-    let html = pages::wants_html(req.headers());
     let conn = req
         .extensions()
         .get::<ConnInfo>()
@@ -34,6 +32,15 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             peer: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: false,
         });
+    serve(state, conn, req).await
+}
+
+/// Serves one proxied request that arrived on `conn`. The listener calls this directly,
+/// without the extension map an axum handler reads (it costs allocations per request).
+pub async fn serve(state: Arc<AppState>, conn: ConnInfo, req: Request) -> Response<Body> {
+    let started = Instant::now();
+    let id = Uuid::now_v7();
+    let html = pages::wants_html(req.headers());
 
     let path = match normalize_path(req.uri().path()) {
         Ok(path) => path.into_owned(),
@@ -58,13 +65,13 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         return pages::error_page(status, "No route matches this request.", id, html);
     };
     let route = &state.proxies[index];
-    let route_id = route.route().id.clone();
+    let route_id: &str = &route.route().id;
     let trusted = &state.config.server.trusted_proxies;
     let client_ip = proxy::client_ip(conn.peer.ip(), req.headers(), trusted);
     let start = crate::audit::RequestStart {
         decision_id: id,
         route_index: index,
-        route_id: &route_id,
+        route_id,
         host: host.as_deref(),
         path: &path,
         client_ip,
@@ -77,7 +84,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         .transpose()
     {
         Ok(audit) => audit,
-        Err(_) => return audit_unavailable(&route_id, id, started, html),
+        Err(_) => return audit_unavailable(route_id, id, started, html),
     };
 
     let accepts_session = route.route().auth.contains(&AuthMethod::Session);
@@ -92,9 +99,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         if let Some(audit) = audit.take()
             && audit.finish(status, None).await.is_err()
         {
-            return audit_unavailable(&route_id, id, started, html);
+            return audit_unavailable(route_id, id, started, html);
         }
-        record(&route_id, "login", status, started);
+        record(route_id, "login", status, started);
         return pages::invalid_token(id, html);
     }
     let identity = presented.identity();
@@ -110,7 +117,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         audit.decided(&decision);
         // Strict mode: no upstream contact before the decision is committed.
         if decision.outcome == Outcome::Allow && audit.commit_decision().await.is_err() {
-            return audit_unavailable(&route_id, id, started, html);
+            return audit_unavailable(route_id, id, started, html);
         }
     }
 
@@ -132,7 +139,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             state.sessions.strip_cookies(req.headers_mut());
             match proxy::forward(permit, route, ctx, req).await {
                 Ok(response) => response,
-                Err(error) => upstream_failure(&route_id, id, &error, html),
+                Err(error) => upstream_failure(route_id, id, &error, html),
             }
         }
         (None, Outcome::Login) => {
@@ -157,11 +164,11 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             .await
             .is_err()
         {
-            return audit_unavailable(&route_id, id, started, html);
+            return audit_unavailable(route_id, id, started, html);
         }
     }
     record(
-        &route_id,
+        route_id,
         decision.outcome.as_str(),
         response.status(),
         started,

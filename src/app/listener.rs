@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
@@ -85,7 +85,10 @@ pub async fn serve(
     limits: ConnLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(http_builder(&limits));
+    let builder = Arc::new(http_builder(
+        &limits,
+        crate::timer::current().unwrap_or_default(),
+    ));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
@@ -132,17 +135,19 @@ pub async fn serve(
     }
 }
 
-fn http_builder(limits: &ConnLimits) -> Builder<TokioExecutor> {
+/// `timer`: the worker's coarse timer (head-read timeouts are armed per request; see
+/// [`crate::timer`]).
+fn http_builder(limits: &ConnLimits, timer: crate::timer::CoarseTimer) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .timer(timer.clone())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
     builder
         .http2()
-        .timer(TokioTimer::new())
+        .timer(timer)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(256)
         .keep_alive_interval(Duration::from_secs(30));
@@ -220,22 +225,27 @@ impl Connection {
         };
         let router = self.router;
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(info);
             let dispatch = router.load_full();
             async move {
                 let reserved = req.uri().path().starts_with("/.portcullis");
                 let response = match &dispatch.gateway {
+                    // Boxed: hyper keeps the service future in place and moves it in; the
+                    // gateway's future is large, a box is one pointer.
                     Some(state) if !reserved => {
-                        super::gateway::handle(
-                            axum::extract::State(state.clone()),
+                        Box::pin(super::gateway::serve(
+                            state.clone(),
+                            info,
                             req.map(Body::new),
-                        )
+                        ))
                         .await
                     }
-                    _ => match dispatch.router.clone().oneshot(req.map(Body::new)).await {
-                        Ok(response) => response,
-                        Err(never) => match never {},
-                    },
+                    _ => {
+                        req.extensions_mut().insert(info);
+                        match dispatch.router.clone().oneshot(req.map(Body::new)).await {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        }
+                    }
                 };
                 Ok::<_, Infallible>(response)
             }

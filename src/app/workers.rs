@@ -54,6 +54,7 @@ pub fn spawn(
             .name(format!("portcullis-worker-{index}"))
             .spawn(move || {
                 crate::proxy::enter_worker(index);
+                crate::timer::enter(&crate::timer::CoarseTimer::new());
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -200,14 +200,14 @@ async fn response_within<F: std::future::Future>(
     limit: std::time::Duration,
     response: F,
     body_sent: Option<tokio::sync::oneshot::Receiver<()>>,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
+) -> Result<F::Output, crate::timer::Elapsed> {
     let Some(body_sent) = body_sent else {
-        return tokio::time::timeout(limit, response).await;
+        return crate::timer::timeout(limit, response).await;
     };
     tokio::pin!(response);
     tokio::select! {
         out = &mut response => Ok(out),
-        _ = body_sent => tokio::time::timeout(limit, response).await,
+        _ = body_sent => crate::timer::timeout(limit, response).await,
     }
 }
 

@@ -76,20 +76,32 @@ pub(crate) fn rewrite_request(
     client_host: Option<HeaderValue>,
     rw: &RequestRewrite<'_>,
 ) {
+    // One pass over the names finds what must go; most requests carry none of it, and a
+    // pass is cheaper than a hash lookup per candidate.
+    let mut spoofed: Vec<HeaderName> = Vec::new();
+    let (mut expect, mut authorization, mut forwarded) = (false, false, false);
+    for name in headers.keys() {
+        if name == header::EXPECT {
+            expect = true;
+        } else if name == header::AUTHORIZATION {
+            authorization = true;
+        } else if name == header::FORWARDED {
+            forwarded = true;
+        } else if is_identity_looking(name.as_str()) {
+            spoofed.push(name.clone());
+        }
+    }
     // hyper answers `100-continue` itself when the body is first read.
-    headers.remove(header::EXPECT);
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_identity_looking(name.as_str()))
-        .cloned()
-        .collect();
+    if expect {
+        headers.remove(header::EXPECT);
+    }
     for name in spoofed {
         headers.remove(name);
     }
-    if !rw.pass_authorization {
+    if authorization && !rw.pass_authorization {
         headers.remove(header::AUTHORIZATION);
     }
-    if !rw.trusted_peer {
+    if forwarded && !rw.trusted_peer {
         headers.remove(header::FORWARDED);
     }
 
@@ -161,6 +173,29 @@ fn claim_value(s: &str) -> Option<HeaderValue> {
 }
 
 fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    if let IpAddr::V4(v4) = ip {
+        // Every request formats its peer: digits by hand, without the fmt machinery.
+        let mut buf = [0u8; 15];
+        let mut len = 0;
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                buf[len] = b'.';
+                len += 1;
+            }
+            if octet >= 100 {
+                buf[len] = b'0' + octet / 100;
+                len += 1;
+            }
+            if octet >= 10 {
+                buf[len] = b'0' + octet / 10 % 10;
+                len += 1;
+            }
+            buf[len] = b'0' + octet % 10;
+            len += 1;
+        }
+        return HeaderValue::from_bytes(&buf[..len])
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    }
     let mut s = String::with_capacity(45);
     let _ = write!(s, "{ip}");
     // An IP address always makes a valid header value.
@@ -229,6 +264,23 @@ fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 fn is_cookie(pair: &[u8], name: &str) -> bool {
     let key = pair.split(|&b| b == b'=').next().unwrap_or(pair);
     key.trim_ascii() == name.as_bytes()
+}
+
+#[cfg(test)]
+#[test]
+fn ipv4_peers_format_like_display() {
+    for ip in [
+        "0.0.0.0",
+        "127.0.0.1",
+        "10.20.30.40",
+        "255.255.255.255",
+        "1.100.10.9",
+    ] {
+        let parsed: IpAddr = ip.parse().unwrap();
+        assert_eq!(ip_header_value(parsed), ip);
+    }
+    let v6: IpAddr = "2001:db8::1".parse().unwrap();
+    assert_eq!(ip_header_value(v6), "2001:db8::1");
 }
 
 #[cfg(test)]

@@ -55,10 +55,22 @@ fn remove_named(headers: &mut HeaderMap, named: Vec<HeaderName>) {
     }
 }
 
+/// Whether any header is hop-by-hop (the fixed set, `TE` or `Upgrade`; `Connection` is in
+/// the set, so headers it names only matter when this holds). Most messages carry none, and
+/// one pass over the names costs less than a hash lookup per hop-by-hop name.
+fn any_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(name) || name == header::TE || name == header::UPGRADE)
+}
+
 /// Removes hop-by-hop headers from a client request. Returns the `Upgrade` value when the
 /// client asked for a protocol switch (`Connection: upgrade` plus `Upgrade: X`). Keeps
 /// `TE: trailers` (gRPC needs it) and drops every other `TE`.
 pub(crate) fn strip_request(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    if !any_hop_by_hop(headers) {
+        return None;
+    }
     let tokens = connection_tokens(headers);
     let upgrade = if tokens.upgrade {
         headers.get(header::UPGRADE).cloned()
@@ -91,6 +103,9 @@ pub(crate) fn strip_request(headers: &mut HeaderMap) -> Option<HeaderValue> {
 /// Removes hop-by-hop headers from an upstream response. On `101 Switching Protocols`
 /// (`switching`) `Connection` and `Upgrade` stay: the client needs them to switch too.
 pub(crate) fn strip_response(headers: &mut HeaderMap, switching: bool) {
+    if !any_hop_by_hop(headers) {
+        return;
+    }
     let tokens = connection_tokens(headers);
     remove_named(headers, tokens.named);
     for name in &HOP_BY_HOP {
