@@ -121,6 +121,8 @@ pub async fn serve(state: Arc<AppState>, conn: ConnInfo, req: Request) -> Respon
         }
     }
 
+    // The upstream that answered, for the audit event.
+    let mut served_by: Option<Arc<str>> = None;
     let response = match (decision.permit(), decision.outcome) {
         (Some(permit), _) => {
             let assertion =
@@ -137,8 +139,11 @@ pub async fn serve(state: Arc<AppState>, conn: ConnInfo, req: Request) -> Respon
             let mut req = req;
             // The session cookie is a credential for portcullis, never for the upstream.
             state.sessions.strip_cookies(req.headers_mut());
-            match proxy::forward(permit, route, ctx, req).await {
-                Ok(response) => response,
+            match proxy::forward_served(permit, route, ctx, req).await {
+                Ok((response, by)) => {
+                    served_by = Some(by.0);
+                    response
+                }
                 Err(error) => upstream_failure(route_id, id, &error, html),
             }
         }
@@ -156,16 +161,13 @@ pub async fn serve(state: Arc<AppState>, conn: ConnInfo, req: Request) -> Respon
             html,
         ),
     };
-    if let Some(audit) = audit.take() {
-        let upstream = response.extensions().get::<proxy::ServedBy>();
-        let upstream = upstream.map(|served| served.0.clone());
-        if audit
-            .finish(response.status(), upstream.as_deref())
+    if let Some(audit) = audit.take()
+        && audit
+            .finish(response.status(), served_by.as_deref())
             .await
             .is_err()
-        {
-            return audit_unavailable(route_id, id, started, html);
-        }
+    {
+        return audit_unavailable(route_id, id, started, html);
     }
     record(
         route_id,
@@ -214,13 +216,13 @@ fn login_or_unauthorized(
 }
 
 /// The request's host without port, lowercased: the Host header, or the HTTP/2 authority.
-fn request_host(req: &Request) -> Option<String> {
+fn request_host(req: &Request) -> Option<std::borrow::Cow<'_, str>> {
     let raw = req
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    routes::host_of(raw).map(|h| h.into_owned())
+    routes::host_of(raw)
 }
 
 fn upstream_failure(route_id: &str, id: Uuid, error: &ProxyError, html: bool) -> Response<Body> {

@@ -16,10 +16,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::balance::{Balance, Handoff};
 use crate::admin::names;
 
 /// What a listener serves, swappable at run time (config reload): each request uses the
@@ -77,13 +78,15 @@ pub struct ConnLimits {
 }
 
 /// Serves `router` on `listener` until `shutdown` turns true, then drains connections for at
-/// most `limits.shutdown_grace`.
+/// most `limits.shutdown_grace`. With `balance` (worker listeners), connections are evened
+/// out across workers (see [`super::balance`]).
 pub async fn serve(
     listener: TcpListener,
     router: SharedRouter,
     tls: Option<TlsAcceptor>,
     limits: ConnLimits,
     mut shutdown: watch::Receiver<bool>,
+    balance: Option<(Balance, mpsc::UnboundedReceiver<Handoff>)>,
 ) {
     let builder = Arc::new(http_builder(
         &limits,
@@ -91,17 +94,37 @@ pub async fn serve(
     ));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (balance, mut inbox) = match balance {
+        Some((balance, inbox)) => (Some(balance), Some(inbox)),
+        None => (None, None),
+    };
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
-        let accepted = tokio::select! {
+        // Decide inside the select, act outside it: the stop watch's guard must not be held
+        // across an await.
+        let next = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => accepted,
+            handed = handoff(&mut inbox) => Ok(Err(handed)),
+            accepted = listener.accept() => accepted.map(Ok),
         };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
+        let (stream, peer, load) = match next {
+            Ok(Err(handed)) => {
+                let Ok(stream) = TcpStream::from_std(handed.stream) else {
+                    continue;
+                };
+                (stream, handed.peer, Some(handed.load))
+            }
+            Ok(Ok((stream, peer))) => match &balance {
+                Some(balance) => match balance.place(stream, peer) {
+                    Ok((stream, load)) => (stream, peer, Some(load)),
+                    // Another worker serves it.
+                    Err(()) => continue,
+                },
+                None => (stream, peer, None),
+            },
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
@@ -123,6 +146,7 @@ pub async fn serve(
             metrics::gauge!(names::OPEN_CONNECTIONS).increment(1.0);
             conn.run(stream, watcher).await;
             metrics::gauge!(names::OPEN_CONNECTIONS).decrement(1.0);
+            drop(load);
             drop(permit);
         });
     }
@@ -132,6 +156,17 @@ pub async fn serve(
         _ = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
+    }
+}
+
+/// The next connection another worker handed over; never, without an inbox.
+async fn handoff(inbox: &mut Option<mpsc::UnboundedReceiver<Handoff>>) -> Handoff {
+    match inbox {
+        Some(inbox) => match inbox.recv().await {
+            Some(handed) => handed,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! listeners, serves until told to stop, then drains. [`router`] is what tests call with
 //! `oneshot`; [`start`] gives tests and the demo a running instance on real sockets.
 
+mod balance;
 pub(crate) mod browser;
 mod forward_auth;
 mod gateway;
@@ -241,6 +242,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             None,
             limits,
             stopped,
+            None,
         )));
     }
     readiness.set_listening();

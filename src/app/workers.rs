@@ -45,7 +45,8 @@ pub fn spawn(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<oneshot::Receiver<()>>> {
     let mut done = Vec::with_capacity(listeners.len());
-    for (index, std_listener) in listeners.into_iter().enumerate() {
+    let balances = super::balance::for_workers(listeners.len());
+    for ((index, std_listener), balance) in listeners.into_iter().enumerate().zip(balances) {
         let (finished, finished_rx) = oneshot::channel();
         let router = router.clone();
         let tls = tls.clone();
@@ -67,7 +68,10 @@ pub fn spawn(
                 };
                 runtime.block_on(async move {
                     match tokio::net::TcpListener::from_std(std_listener) {
-                        Ok(listener) => listener::serve(listener, router, tls, limits, stop).await,
+                        Ok(listener) => {
+                            listener::serve(listener, router, tls, limits, stop, Some(balance))
+                                .await
+                        }
                         Err(error) => tracing::error!(%error, worker = index, "listener failed"),
                     }
                 });

@@ -18,12 +18,26 @@ use super::{ForwardContext, ProxyError, RouteProxy, ServedBy, h1, hop, target, u
 use crate::policy::Permit;
 
 /// Forwards a permitted request to one of the route's upstreams and streams the response back.
+/// The response carries the upstream that answered as a [`ServedBy`] extension.
 pub async fn forward(
     permit: Permit,
     route: &RouteProxy,
     ctx: ForwardContext<'_>,
-    mut req: Request<Body>,
+    req: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
+    let (mut response, served_by) = forward_served(permit, route, ctx, req).await?;
+    response.extensions_mut().insert(served_by);
+    Ok(response)
+}
+
+/// [`forward`], returning the upstream that answered beside the response instead of in an
+/// extension (whose map costs allocations on every request).
+pub async fn forward_served(
+    permit: Permit,
+    route: &RouteProxy,
+    ctx: ForwardContext<'_>,
+    mut req: Request<Body>,
+) -> Result<(Response<Body>, ServedBy), ProxyError> {
     let cfg = &*route.route;
     if let Some(max) = cfg.max_body
         && declared_length(&req) > max
@@ -81,25 +95,28 @@ pub async fn forward(
 
     loop {
         let upstream = route.upstreams.get(index);
-        // Only a request that may be retried keeps a copy of its headers.
-        let mut attempt_headers = match (retries_left, headers.as_ref()) {
-            (0, _) | (_, None) => headers.take().unwrap_or_default(),
-            (_, Some(h)) => h.clone(),
-        };
         // The first attempt's Host was set by the rewrite; a retry goes to another upstream.
-        if retried && !host_preserved {
-            attempt_headers.insert(header::HOST, upstream.host_header.clone());
+        if retried
+            && !host_preserved
+            && let Some(headers) = headers.as_mut()
+        {
+            headers.insert(header::HOST, upstream.host_header.clone());
         }
         let limit = cfg.timeouts.response_header;
         let attempt = match route.h1_pool(index).filter(|_| own_client) {
             Some(pool) => {
-                let target = target::origin_form(upstream, path, query);
+                let empty = http::HeaderMap::new();
                 let outgoing = h1::Outgoing {
                     method: &parts.method,
-                    target: &target,
-                    headers: &attempt_headers,
+                    target: h1::Target {
+                        base: &upstream.base_path,
+                        path,
+                        query,
+                    },
+                    // Borrowed, so a retry needs no copy.
+                    headers: headers.as_ref().unwrap_or(&empty),
                 };
-                let sent = tokio::time::timeout(limit, pool.send(super::worker(), outgoing)).await;
+                let sent = crate::timer::timeout(limit, pool.send(super::worker(), outgoing)).await;
                 match sent {
                     Err(_elapsed) => Err(Failure::Timeout),
                     Ok(Err(h1::H1Error::Connect(e))) => Err(Failure::Connect(ProxyError::Connect(
@@ -121,6 +138,11 @@ pub async fn forward(
                     // body.
                     GuardedBody::new(Body::empty(), cfg.timeouts.idle, cfg.max_body)
                 });
+                // Only a request that may be retried keeps a copy of its headers.
+                let attempt_headers = match retries_left {
+                    0 => headers.take().unwrap_or_default(),
+                    _ => headers.clone().unwrap_or_default(),
+                };
                 let mut out = Request::new(attempt_body);
                 *out.method_mut() = parts.method.clone();
                 *out.uri_mut() = uri;
@@ -143,7 +165,7 @@ pub async fn forward(
                 }
             }
         };
-        let mut response = match attempt {
+        let response = match attempt {
             Err(Failure::Timeout) => {
                 route.upstreams.record_failure(index, Instant::now());
                 return Err(ProxyError::Timeout);
@@ -169,10 +191,7 @@ pub async fn forward(
         } else {
             route.upstreams.record_success(index);
         }
-        response
-            .extensions_mut()
-            .insert(ServedBy(upstream.label.clone()));
-        return Ok(response);
+        return Ok((response, ServedBy(upstream.label.clone())));
     }
 }
 

@@ -36,7 +36,7 @@ mod upstream;
 
 pub use client_ip::{client_ip, is_trusted_peer};
 pub use error::ProxyError;
-pub use forward::forward;
+pub use forward::{forward, forward_served};
 pub use headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_PORTCULLIS_DECISION_ID,
     X_PORTCULLIS_EMAIL, X_PORTCULLIS_GROUPS, X_PORTCULLIS_JWT_ASSERTION, X_PORTCULLIS_USER,

@@ -146,6 +146,9 @@ fn is_port(port: &str) -> bool {
 /// Why `name` is not a DNS name or IPv4 literal we accept, if it is not. Allocation-free, as
 /// [`host_of`] runs it on every request.
 fn name_problem(name: &str) -> Option<&'static str> {
+    if is_plain_name(name) {
+        return None;
+    }
     if name.is_empty() {
         return Some("host must not be empty");
     }
@@ -172,6 +175,32 @@ fn name_problem(name: &str) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// One pass for the common case (every request's Host goes through here): labels of ASCII
+/// letters, digits and `-`, none empty or longer than 63, at most 253 in all. Anything else
+/// takes the slower checks that say what is wrong.
+fn is_plain_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return false;
+    }
+    let mut label = 0;
+    for b in name.bytes() {
+        if b == b'.' {
+            if label == 0 {
+                return false;
+            }
+            label = 0;
+        } else if b.is_ascii_alphanumeric() || b == b'-' {
+            label += 1;
+            if label > MAX_LABEL {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    label != 0
 }
 
 #[cfg(test)]

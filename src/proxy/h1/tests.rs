@@ -85,7 +85,7 @@ async fn get(
             0,
             Outgoing {
                 method: &method,
-                target,
+                target: Target::whole(target),
                 headers: &h,
             },
         )
@@ -312,7 +312,7 @@ async fn connect_failures_are_told_apart() {
             0,
             Outgoing {
                 method: &Method::GET,
-                target: "/",
+                target: Target::whole("/"),
                 headers: &h,
             },
         )
@@ -324,13 +324,13 @@ async fn connect_failures_are_told_apart() {
 #[tokio::test]
 async fn a_target_that_could_break_the_request_line_is_refused() {
     let h = headers();
-    for target in ["/a b", "/a\r\nX: y", "a", "/\x7f"] {
+    for target in ["/a b", "/a\r\nX: y", "a", "/\x7f", "/a#frag"] {
         let error = pool(1)
             .send(
                 0,
                 Outgoing {
                     method: &Method::GET,
-                    target,
+                    target: Target::whole(target),
                     headers: &h,
                 },
             )
