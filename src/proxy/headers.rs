@@ -76,6 +76,8 @@ pub(crate) fn rewrite_request(
     client_host: Option<HeaderValue>,
     rw: &RequestRewrite<'_>,
 ) {
+    // Room for what is added below, in one growth instead of several.
+    headers.reserve(6);
     // One pass over the names finds what must go; most requests carry none of it, and a
     // pass is cheaper than a hash lookup per candidate.
     let mut spoofed: Vec<HeaderName> = Vec::new();

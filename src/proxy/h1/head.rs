@@ -13,6 +13,8 @@ use http::{StatusCode, Version};
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Bound on the number of response header fields.
 pub(crate) const MAX_HEADERS: usize = 128;
+/// Fields parsed without the large table.
+const COMMON_HEADERS: usize = 24;
 
 /// Where the response body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +64,17 @@ pub(crate) enum HeadError {
 /// `head_request`: the request was HEAD, so the response has no body whatever it says.
 pub(crate) fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, HeadError> {
     loop {
-        let mut spans = [Span::default(); MAX_HEADERS];
-        let Some(parsed) = parse_spans(buf, &mut spans)? else {
+        // Most heads have a handful of fields: a small table first, the full one if needed.
+        let mut small = [Span::default(); COMMON_HEADERS];
+        let mut large;
+        let (parsed, spans): (_, &[Span]) = match parse_spans(buf, &mut small) {
+            Err(HeadError::TooLarge) => {
+                large = Box::new([Span::default(); MAX_HEADERS]);
+                (parse_spans(buf, &mut large)?, &large[..])
+            }
+            other => (other?, &small[..]),
+        };
+        let Some(parsed) = parsed else {
             if buf.len() > MAX_HEAD_BYTES {
                 return Err(HeadError::TooLarge);
             }
@@ -124,13 +135,13 @@ struct Parsed {
 
 /// Runs httparse over `buf` and records in `spans` where each field lies, so the values can
 /// be sliced out of the frozen head afterwards instead of copied.
-fn parse_spans(
+fn parse_spans<const N: usize>(
     buf: &BytesMut,
-    spans: &mut [Span; MAX_HEADERS],
+    spans: &mut [Span; N],
 ) -> Result<Option<Parsed>, HeadError> {
     // Never look past the bound: a huge buffer is refused, not parsed.
     let window = &buf[..buf.len().min(MAX_HEAD_BYTES)];
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; N];
     let mut response = httparse::Response::new(&mut []);
     let consumed = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut response,
