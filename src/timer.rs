@@ -191,23 +191,43 @@ pub fn current() -> Option<CoarseTimer> {
 
 /// `future`, or `Err(Elapsed)` once `limit` has passed: on the worker's coarse timer when
 /// this thread has one, on tokio's otherwise.
-pub async fn timeout<F: Future>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
-    match current() {
-        Some(timer) => {
-            let sleep = timer.sleep_until(Instant::now() + limit);
-            tokio::pin!(future);
-            tokio::pin!(sleep);
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(out) = future.as_mut().poll(cx) {
-                    return Poll::Ready(Ok(out));
-                }
-                sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
-            })
-            .await
+pub fn timeout<F: Future>(limit: Duration, future: F) -> Timeout<F> {
+    let sleep = match current() {
+        Some(timer) => Either::Coarse(timer.sleep_until(Instant::now() + limit)),
+        None => Either::Tokio(Box::pin(tokio::time::sleep(limit))),
+    };
+    Timeout { future, sleep }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`timeout`] returns: the wrapped future inline, so wrapping costs no copy
+    /// of it beyond the one into this struct.
+    pub struct Timeout<F> {
+        #[pin]
+        future: F,
+        sleep: Either,
+    }
+}
+
+/// Which clock a [`Timeout`] waits on.
+enum Either {
+    Coarse(CoarseSleep),
+    Tokio(Pin<Box<tokio::time::Sleep>>),
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.future.poll(cx) {
+            return Poll::Ready(Ok(out));
         }
-        None => tokio::time::timeout(limit, future)
-            .await
-            .map_err(|_| Elapsed),
+        let elapsed = match this.sleep {
+            Either::Coarse(sleep) => Pin::new(sleep).poll(cx),
+            Either::Tokio(sleep) => sleep.as_mut().poll(cx),
+        };
+        elapsed.map(|()| Err(Elapsed))
     }
 }
 
