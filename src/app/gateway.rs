@@ -32,12 +32,12 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             peer: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: false,
         });
-    serve(state, conn, req).await
+    serve(&state, conn, req).await
 }
 
 /// Serves one proxied request that arrived on `conn`. The listener calls this directly,
 /// without the extension map an axum handler reads (it costs allocations per request).
-pub async fn serve(state: Arc<AppState>, conn: ConnInfo, req: Request) -> Response<Body> {
+pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<Body> {
     let started = Instant::now();
     let id = decision_id();
     let html = pages::wants_html(req.headers());
@@ -88,7 +88,7 @@ pub async fn serve(state: Arc<AppState>, conn: ConnInfo, req: Request) -> Respon
     };
 
     let accepts_session = route.route().auth.contains(&AuthMethod::Session);
-    let caller = super::identify::identify(&state, route.route(), req.headers(), req.uri()).await;
+    let caller = super::identify::identify(state, route.route(), req.headers(), req.uri()).await;
     let presented = caller.presented;
     if let Some(audit) = audit.as_mut() {
         audit.presented(&presented);
@@ -148,7 +148,7 @@ pub async fn serve(state: Arc<AppState>, conn: ConnInfo, req: Request) -> Respon
             }
         }
         (None, Outcome::Login) => {
-            login_or_unauthorized(&state, route.route(), &req, id, html, accepts_session)
+            login_or_unauthorized(state, route.route(), &req, id, html, accepts_session)
         }
         (None, _) if html && identity.is_some() => templates::deny(
             decision.id,

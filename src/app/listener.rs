@@ -265,14 +265,11 @@ impl Connection {
                 let reserved = req.uri().path().starts_with("/.portcullis");
                 let response = match &dispatch.gateway {
                     // Boxed: hyper keeps the service future in place and moves it in; the
-                    // gateway's future is large, a box is one pointer.
+                    // gateway's future is large, a box is one pointer. The state is borrowed
+                    // from `dispatch`: no shared reference count is touched per request
+                    // beyond the one `load_full` takes.
                     Some(state) if !reserved => {
-                        Box::pin(super::gateway::serve(
-                            state.clone(),
-                            info,
-                            req.map(Body::new),
-                        ))
-                        .await
+                        Box::pin(super::gateway::serve(state, info, req.map(Body::new))).await
                     }
                     _ => {
                         req.extensions_mut().insert(info);

@@ -103,6 +103,11 @@ impl UpstreamSet {
     /// The next upstream in round robin order, skipping ejected ones; when every upstream is
     /// ejected, all of them are used (a panic threshold: better to try than to refuse all).
     pub(crate) fn pick(&self, now: Instant) -> usize {
+        if self.upstreams.len() == 1 {
+            // Nothing to rotate: skip the shared counter, whose cache line every worker
+            // would otherwise write on every request.
+            return 0;
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         self.first_available(start, now)
     }
