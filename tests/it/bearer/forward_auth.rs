@@ -110,7 +110,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The README's nginx snippet, with test ports.
+/// The README's nginx snippet, with test ports. One process (`master_process off`): killing
+/// a master would leave its worker running after the test.
 fn nginx_conf(
     dir: &std::path::Path,
     listen: u16,
@@ -120,6 +121,7 @@ fn nginx_conf(
     let d = dir.display();
     format!(
         r#"daemon off;
+master_process off;
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log;
