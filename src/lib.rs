@@ -26,6 +26,7 @@
 //! - [`audit`]: the audit trail: redacted events, per-instance hash chains, the batching
 //!   writer with its spool, SQLite and Postgres stores, verify, query.
 //! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`.
+//! - [`ids`]: UUIDv7s from a per-thread context (no process-wide lock per id).
 //! - [`telemetry`]: tracing setup (human or JSON logs).
 //! - [`timer`]: coarse per-worker timers for the per-request timeouts (no syscall to arm).
 //! - [`demo`]: `portcullis demo`: embedded config, a built-in echo upstream and a
@@ -38,6 +39,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod identity;
+pub mod ids;
 pub mod policy;
 pub mod proxy;
 pub mod routes;

@@ -39,7 +39,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
 /// without the extension map an axum handler reads (it costs allocations per request).
 pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<Body> {
     let started = Instant::now();
-    let id = decision_id();
+    let id = crate::ids::uuid_v7();
     let html = pages::wants_html(req.headers());
 
     let path = match normalize_path(req.uri().path()) {
@@ -186,17 +186,6 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<B
     response
 }
 
-/// A UUIDv7 from this thread's own v7 context: ids from one worker keep their order, and the
-/// workers do not take turns on uuid's process-wide mutex (shared by every thread) for every
-/// request.
-fn decision_id() -> Uuid {
-    thread_local! {
-        static CONTEXT: uuid::timestamp::context::ContextV7 =
-            const { uuid::timestamp::context::ContextV7::new() };
-    }
-    CONTEXT.with(|context| Uuid::new_v7(uuid::Timestamp::now(context)))
-}
-
 /// Pinned behaviour 3: a browser navigation (GET/HEAD accepting HTML) on a route that takes
 /// session logins goes to the login page, with the original path and query as `rd`; anything
 /// else gets 401 with a Bearer challenge.
@@ -311,14 +300,4 @@ fn record(route_id: &str, decision: &'static str, status: StatusCode, started: I
             .increment(1);
         route.latency.record(elapsed);
     });
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn decision_ids_are_v7_and_ordered_on_a_thread() {
-        let ids: Vec<_> = (0..1000).map(|_| super::decision_id()).collect();
-        assert!(ids.iter().all(|id| id.get_version_num() == 7));
-        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
-    }
 }

@@ -5,7 +5,6 @@
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 /// The column names of `audit_events`, in storage order. Queries, CSV and JSON output use
 /// this order; the chain hashes the same fields in the same order.
@@ -115,7 +114,7 @@ impl AuditEvent {
     /// A new event of `kind` now, with a fresh id.
     pub fn new(kind: &str, now: Timestamp) -> Self {
         AuditEvent {
-            id: Uuid::now_v7().to_string(),
+            id: crate::ids::uuid_v7().to_string(),
             ts: format_ts(now),
             kind: kind.to_owned(),
             ..AuditEvent::default()

@@ -175,7 +175,7 @@ impl Drop for RequestAudit {
         if let (Some(mut event), Some(slot)) = (self.event.take(), self.slot.take()) {
             if self.committed {
                 event.kind = kind::OUTCOME.into();
-                event.id = Uuid::now_v7().to_string();
+                event.id = crate::ids::uuid_v7().to_string();
             }
             event.latency_us =
                 Some(i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX));
