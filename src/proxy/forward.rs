@@ -84,7 +84,7 @@ pub async fn forward_served(
     // The common exchange (no body, no upgrade, plain http) takes portcullis's own client.
     let own_client = body_empty && client_upgrade.is_none() && parts.method != Method::CONNECT;
     let mut client_upgrade = client_upgrade;
-    let retryable = cfg.retries > 0 && is_idempotent(&parts.method) && body_empty;
+    let retryable = cfg.retries > 0 && h1::is_idempotent(&parts.method) && body_empty;
     let mut retries_left = if retryable { cfg.retries } else { 0 };
     let mut guarded = GuardedBody::new(body, cfg.timeouts.idle, cfg.max_body);
     // Retries only happen for empty bodies, so only a first attempt ever uploads.
@@ -108,11 +108,7 @@ pub async fn forward_served(
                 let empty = http::HeaderMap::new();
                 let outgoing = h1::Outgoing {
                     method: &parts.method,
-                    target: h1::Target {
-                        base: &upstream.base_path,
-                        path,
-                        query,
-                    },
+                    target: target::Target::new(upstream, path, query),
                     // Borrowed, so a retry needs no copy.
                     headers: headers.as_ref().unwrap_or(&empty),
                 };
@@ -268,10 +264,6 @@ fn declared_length(req: &Request<Body>) -> u64 {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
     header_len.max(req.body().size_hint().lower())
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    h1::is_idempotent(method)
 }
 
 /// Whether the headers announce a body (`Content-Length` other than 0): such a request never

@@ -7,9 +7,9 @@
 //!
 //! Files: `forward` (one exchange, retries, ejection bookkeeping), `h1` (portcullis's own
 //! HTTP/1.1 client for bodiless requests to plain-http upstreams), `client` (hyper's pooled
-//! client for everything else, and TLS roots), `hop` and `headers` (header rewriting), `target` (upstream URI),
-//! `upstream` (round robin and ejection), `body` (idle timeout and size limit), `upgrade`
-//! (101 passthrough), `client_ip`, `error`.
+//! client for everything else, and TLS roots), `hop` and `headers` (header rewriting),
+//! `target` (the request target on the upstream), `upstream` (round robin and ejection),
+//! `body` (idle timeout and size limit), `upgrade` (101 passthrough), `client_ip`, `error`.
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -27,22 +27,64 @@ pub(crate) fn route_relative_path<'a>(
     }
 }
 
-/// The request target in origin form: the upstream's base path, the route-relative path and
-/// the query.
-pub(crate) fn origin_form(upstream: &Upstream, path: &str, query: Option<&str>) -> String {
-    let base = &*upstream.base_path;
-    let query_len = query.map_or(0, |q| q.len() + 1);
-    let mut pq = String::with_capacity(base.len() + path.len() + query_len + 1);
-    pq.push_str(base);
-    if !path.starts_with('/') {
-        pq.push('/');
+/// The request target in origin form, in its pieces: the upstream's base path, the
+/// route-relative path and the query. Both upstream clients write it from here: portcullis's
+/// own straight into the request head, hyper's through [`upstream_uri`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Target<'a> {
+    pub(crate) base: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    /// `path` and `query` on `upstream`.
+    pub(crate) fn new(upstream: &'a Upstream, path: &'a str, query: Option<&'a str>) -> Self {
+        Target {
+            base: &upstream.base_path,
+            path,
+            query,
+        }
     }
-    pq.push_str(path);
-    if let Some(q) = query {
-        pq.push('?');
-        pq.push_str(q);
+
+    /// A target given whole (`/path?query`).
+    #[cfg(test)]
+    pub(crate) fn whole(target: &'a str) -> Self {
+        Target {
+            base: "",
+            path: target,
+            query: None,
+        }
     }
-    pq
+
+    /// Bytes [`Self::write`] appends, at most.
+    pub(crate) fn len(&self) -> usize {
+        self.base.len() + self.path.len() + self.query.map_or(0, |q| q.len() + 1) + 1
+    }
+
+    /// Origin form, and nothing that could break a request line.
+    pub(crate) fn is_valid(&self) -> bool {
+        let starts_with_slash = if self.base.is_empty() {
+            self.path.starts_with('/')
+        } else {
+            self.base.starts_with('/')
+        };
+        let clean = |s: &str| !s.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#');
+        starts_with_slash && clean(self.base) && clean(self.path) && self.query.is_none_or(clean)
+    }
+
+    /// Appends the target: base, `/` if the path lacks one, path, `?query`.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.base.as_bytes());
+        if !self.path.starts_with('/') {
+            out.push(b'/');
+        }
+        out.extend_from_slice(self.path.as_bytes());
+        if let Some(query) = self.query {
+            out.push(b'?');
+            out.extend_from_slice(query.as_bytes());
+        }
+    }
 }
 
 /// The absolute URI for the upstream request. The legacy client wants absolute form and
@@ -52,7 +94,9 @@ pub(crate) fn upstream_uri(
     path: &str,
     query: Option<&str>,
 ) -> Result<Uri, http::Error> {
-    let pq = origin_form(upstream, path, query);
+    let target = Target::new(upstream, path, query);
+    let mut pq = Vec::with_capacity(target.len());
+    target.write(&mut pq);
     let pq = PathAndQuery::from_maybe_shared(Bytes::from(pq))?;
     Uri::builder()
         .scheme(upstream.scheme.clone())

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use http::{HeaderMap, Method, Response};
+
+use super::target::Target;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -149,54 +151,6 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) method: &'a Method,
     pub(crate) target: Target<'a>,
     pub(crate) headers: &'a HeaderMap,
-}
-
-/// The origin-form request target in its pieces, written out without joining them first:
-/// the upstream's base path, the request path, the query.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Target<'a> {
-    pub(crate) base: &'a str,
-    pub(crate) path: &'a str,
-    pub(crate) query: Option<&'a str>,
-}
-
-impl<'a> Target<'a> {
-    /// A target given whole (`/path?query`).
-    #[cfg(test)]
-    pub(crate) fn whole(target: &'a str) -> Self {
-        Target {
-            base: "",
-            path: target,
-            query: None,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.base.len() + self.path.len() + self.query.map_or(0, |q| q.len() + 1) + 1
-    }
-
-    /// Origin form, and nothing that could break the request line.
-    fn is_valid(&self) -> bool {
-        let starts_with_slash = if self.base.is_empty() {
-            self.path.starts_with('/')
-        } else {
-            self.base.starts_with('/')
-        };
-        let clean = |s: &str| !s.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#');
-        starts_with_slash && clean(self.base) && clean(self.path) && self.query.is_none_or(clean)
-    }
-
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.base.as_bytes());
-        if !self.path.starts_with('/') {
-            out.push(b'/');
-        }
-        out.extend_from_slice(self.path.as_bytes());
-        if let Some(query) = self.query {
-            out.push(b'?');
-            out.extend_from_slice(query.as_bytes());
-        }
-    }
 }
 
 impl Pool {

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
 use super::*;
+use crate::proxy::target::Target;
 
 /// One scripted upstream connection: reads request heads and answers each with the next
 /// reply; after the last reply it closes (or, with `linger`, waits for the client to close).
