@@ -143,64 +143,46 @@ fn is_port(port: &str) -> bool {
             && port.parse::<u16>().is_ok())
 }
 
-/// Why `name` is not a DNS name or IPv4 literal we accept, if it is not. Allocation-free, as
-/// [`host_of`] runs it on every request.
+/// Why `name` is not a DNS name or IPv4 literal we accept, if it is not. One pass and no
+/// allocation, as [`host_of`] runs it on every request. Which problem is reported when there
+/// are several: empty, too long, a `*` anywhere, then the first bad label (empty, too long,
+/// or a character other than ASCII letters, digits and `-`).
 fn name_problem(name: &str) -> Option<&'static str> {
-    if is_plain_name(name) {
-        return None;
-    }
     if name.is_empty() {
         return Some("host must not be empty");
     }
     if name.len() > MAX_NAME {
         return Some("host is longer than 253 characters");
     }
-    if name.contains('*') {
+    let mut star = false;
+    let mut first_bad_label = None;
+    let (mut label_len, mut label_chars_ok) = (0, true);
+    // A dot after the last byte closes the last label like the others.
+    for b in name.bytes().chain(std::iter::once(b'.')) {
+        if b == b'.' {
+            let problem = if label_len == 0 {
+                Some("host has an empty label (`..`, or a leading dot)")
+            } else if label_len > MAX_LABEL {
+                Some("host has a label longer than 63 characters")
+            } else if !label_chars_ok {
+                Some(
+                    "host may contain only ASCII letters, digits, `-` and `.` (write IDNs in punycode)",
+                )
+            } else {
+                None
+            };
+            first_bad_label = first_bad_label.or(problem);
+            (label_len, label_chars_ok) = (0, true);
+        } else {
+            star |= b == b'*';
+            label_chars_ok &= b.is_ascii_alphanumeric() || b == b'-';
+            label_len += 1;
+        }
+    }
+    if star {
         return Some("`*` is only allowed as a whole first label (`*.corp.example`)");
     }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Some("host has an empty label (`..`, or a leading dot)");
-        }
-        if label.len() > MAX_LABEL {
-            return Some("host has a label longer than 63 characters");
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Some(
-                "host may contain only ASCII letters, digits, `-` and `.` (write IDNs in punycode)",
-            );
-        }
-    }
-    None
-}
-
-/// One pass for the common case (every request's Host goes through here): labels of ASCII
-/// letters, digits and `-`, none empty or longer than 63, at most 253 in all. Anything else
-/// takes the slower checks that say what is wrong.
-fn is_plain_name(name: &str) -> bool {
-    if name.is_empty() || name.len() > MAX_NAME {
-        return false;
-    }
-    let mut label = 0;
-    for b in name.bytes() {
-        if b == b'.' {
-            if label == 0 {
-                return false;
-            }
-            label = 0;
-        } else if b.is_ascii_alphanumeric() || b == b'-' {
-            label += 1;
-            if label > MAX_LABEL {
-                return false;
-            }
-        } else {
-            return false;
-        }
-    }
-    label != 0
+    first_bad_label
 }
 
 #[cfg(test)]
@@ -358,6 +340,34 @@ mod tests {
         ] {
             assert_eq!(host_of(input), None, "{input:?}");
         }
+    }
+
+    #[test]
+    fn name_problem_reports_in_a_fixed_order() {
+        let long_label = "a".repeat(64);
+        let cases: [(&str, Option<&str>); 9] = [
+            ("app.corp.example", None),
+            ("a-1.B2", None),
+            ("", Some("must not be empty")),
+            ("a_b..c*", Some("`*`")),
+            (".a", Some("empty label")),
+            ("a.", Some("empty label")),
+            ("a_b..c", Some("only ASCII")),
+            ("a..b_c", Some("empty label")),
+            (&format!("{long_label}.a_b"), Some("longer than 63")),
+        ];
+        for (name, expected) in cases {
+            match (name_problem(name), expected) {
+                (None, None) => {}
+                (Some(problem), Some(part)) => assert!(problem.contains(part), "{name}: {problem}"),
+                (got, _) => panic!("{name}: got {got:?}, expected {expected:?}"),
+            }
+        }
+        assert!(
+            name_problem(&"a.".repeat(127))
+                .unwrap()
+                .contains("longer than 253")
+        );
     }
 
     #[test]
