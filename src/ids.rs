@@ -1,4 +1,5 @@
-//! Identifiers made on the request path. UUIDv7 from a per-thread context: ids made on one
+//! Identifiers: every UUIDv7 portcullis makes (request and decision ids, audit event ids,
+//! assertion `jti`s) comes from here. A per-thread context: ids made on one
 //! thread keep their order, and threads do not take turns on the uuid crate's process-wide
 //! mutex (its `Uuid::now_v7` locks one shared context for every id).
 

@@ -14,7 +14,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 use url::Url;
-use uuid::Uuid;
 
 use super::AppState;
 use super::listener::ConnInfo;
@@ -81,7 +80,7 @@ fn original(headers: &HeaderMap) -> Result<Original, &'static str> {
 
 /// Serves one forward-auth question.
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
-    let id = Uuid::now_v7();
+    let id = crate::ids::uuid_v7();
     let html = pages::wants_html(req.headers());
     let Some(conn) = req.extensions().get::<ConnInfo>().copied() else {
         return pages::error_page(StatusCode::FORBIDDEN, "Forward-auth peers only.", id, false);

@@ -43,7 +43,7 @@ pub async fn start(
     State(state): State<Arc<AppState>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response<Body> {
-    let id = Uuid::now_v7();
+    let id = crate::ids::uuid_v7();
     let server = &state.config.server;
     let rd = oidc::return_to(
         params.get("rd").map(String::as_str),
@@ -134,7 +134,7 @@ pub async fn callback(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response<Body> {
-    let id = Uuid::now_v7();
+    let id = crate::ids::uuid_v7();
     let clear = state.sessions.clear_login_cookie();
     let mut trace = LoginTrace::default();
     let mut response = finish_login(&state, &headers, &params, id, &mut trace).await;
@@ -403,7 +403,7 @@ async fn merge_userinfo(
 
 /// `GET /.portcullis/whoami`: the caller's session identity as JSON, 401 without one.
 pub async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response<Body> {
-    let id = Uuid::now_v7();
+    let id = crate::ids::uuid_v7();
     match super::browser::session_identity(&state, &headers).await {
         Some(identity) => {
             let mut response = axum::response::IntoResponse::into_response(axum::Json(identity));

@@ -55,7 +55,7 @@ pub async fn end(
     conn: Option<axum::Extension<super::ConnInfo>>,
     headers: HeaderMap,
 ) -> Response<Body> {
-    let id = Uuid::now_v7();
+    let id = crate::ids::uuid_v7();
     if !same_origin(&headers, &state.config.server.public_url) {
         return templates::error(
             StatusCode::FORBIDDEN,
@@ -189,7 +189,7 @@ pub async fn backchannel(
         Ok(count) => {
             tracing::info!(provider = %provider.config.id, sessions = count, "back-channel logout");
             if let Some(audit) = &state.audit {
-                let id = Uuid::now_v7();
+                let id = crate::ids::uuid_v7();
                 let path = "/.portcullis/backchannel-logout";
                 let caller = caller(&state, conn.as_ref(), &headers, id, "POST", path);
                 let who = LogoutWho::Subject {

@@ -8,7 +8,6 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, Method, header};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::event::{AuditEvent, kind};
 use super::query::parse_time;
@@ -136,7 +135,7 @@ pub async fn check(
     path: &str,
     uri_query: Option<&str>,
 ) -> Access {
-    let decision_id = Uuid::now_v7();
+    let decision_id = crate::ids::uuid_v7();
     let peer = conn.map_or(IpAddr::from([127, 0, 0, 1]), |c| c.peer.ip());
     let client_ip = crate::proxy::client_ip(peer, headers, &state.config.server.trusted_proxies);
     let identity = crate::app::browser::session_identity(state, headers).await;

@@ -38,7 +38,7 @@ pub async fn handle(
         return templates::error(
             StatusCode::NOT_FOUND,
             "The audit trail is not enabled.",
-            uuid::Uuid::now_v7(),
+            crate::ids::uuid_v7(),
             None,
         );
     };

@@ -227,7 +227,7 @@ impl AssertionSigner {
             groups: &identity.groups,
             iat: now,
             exp,
-            jti: uuid::Uuid::now_v7().to_string(),
+            jti: crate::ids::uuid_v7().to_string(),
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.current.kid.clone());
