@@ -58,38 +58,34 @@ impl Drop for Load {
 }
 
 impl Balance {
-    /// Where a connection this worker just accepted should live: `Ok` with its load token to
-    /// keep it here, or `Err` with the stream back when it was handed to another worker.
+    /// Where a connection this worker just accepted should live: `Some` with its load token
+    /// to serve it here, `None` when another worker took it (or the socket proved unusable).
     pub fn place(
         &self,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
-    ) -> Result<(tokio::net::TcpStream, Load), ()> {
+    ) -> Option<(tokio::net::TcpStream, Load)> {
         let own = self.loads[self.index].load(Ordering::Relaxed);
         let lightest = (0..self.loads.len())
             .min_by_key(|&i| self.loads[i].load(Ordering::Relaxed))
             .unwrap_or(self.index);
         if lightest == self.index || own <= self.loads[lightest].load(Ordering::Relaxed) + 1 {
-            return Ok((stream, self.count(self.index)));
+            return Some((stream, self.count(self.index)));
         }
-        let Ok(std_stream) = stream.into_std() else {
-            // Deregistering failed: the socket is unusable; drop it.
-            return Err(());
-        };
+        // Deregistering failed: the socket is unusable; drop it.
+        let std_stream = stream.into_std().ok()?;
         let handoff = Handoff {
             stream: std_stream,
             peer,
             load: self.count(lightest),
         };
         match self.inboxes[lightest].send(handoff) {
-            Ok(()) => Err(()),
+            Ok(()) => None,
             Err(mpsc::error::SendError(handoff)) => {
                 // That worker has stopped: keep the connection here after all.
                 drop(handoff.load);
-                match tokio::net::TcpStream::from_std(handoff.stream) {
-                    Ok(stream) => Ok((stream, self.count(self.index))),
-                    Err(_) => Err(()),
-                }
+                let stream = tokio::net::TcpStream::from_std(handoff.stream).ok()?;
+                Some((stream, self.count(self.index)))
             }
         }
     }
@@ -131,7 +127,7 @@ mod tests {
         }
         // ...then hands the next one over, and the peer's count includes it at once.
         let (stream, peer) = connected_pair(&listener).await;
-        assert!(first.place(stream, peer).is_err());
+        assert!(first.place(stream, peer).is_none());
         let handed = second_inbox.try_recv().unwrap();
         assert_eq!(handed.peer, peer);
         assert_eq!(second.loads[1].load(Ordering::Relaxed), 1);

@@ -107,25 +107,25 @@ pub async fn serve(
         let next = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
-            handed = handoff(&mut inbox) => Ok(Err(handed)),
-            accepted = listener.accept() => accepted.map(Ok),
+            handed = handoff(&mut inbox) => Next::Handed(handed),
+            accepted = listener.accept() => Next::Accepted(accepted),
         };
         let (stream, peer, load) = match next {
-            Ok(Err(handed)) => {
+            Next::Handed(handed) => {
                 let Ok(stream) = TcpStream::from_std(handed.stream) else {
                     continue;
                 };
                 (stream, handed.peer, Some(handed.load))
             }
-            Ok(Ok((stream, peer))) => match &balance {
+            Next::Accepted(Ok((stream, peer))) => match &balance {
                 Some(balance) => match balance.place(stream, peer) {
-                    Ok((stream, load)) => (stream, peer, Some(load)),
+                    Some((stream, load)) => (stream, peer, Some(load)),
                     // Another worker serves it.
-                    Err(()) => continue,
+                    None => continue,
                 },
                 None => (stream, peer, None),
             },
-            Err(error) => {
+            Next::Accepted(Err(error)) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -157,6 +157,12 @@ pub async fn serve(
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
     }
+}
+
+/// What the accept loop got: a connection another worker handed over, or its own accept.
+enum Next {
+    Handed(Handoff),
+    Accepted(std::io::Result<(TcpStream, SocketAddr)>),
 }
 
 /// The next connection another worker handed over; never, without an inbox.
