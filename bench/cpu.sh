@@ -18,26 +18,9 @@ BINARIES=("$@")
 ((${#BINARIES[@]})) || BINARIES=("$TARGET_DIR/release/portcullis")
 HZ=$(getconf CLK_TCK)
 
-RUN_DIR=$(mktemp -d -t portcullis-cpu.XXXXXX)
-mkdir -p "$RUN_DIR/tmp"
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$RUN_DIR"
-}
-trap cleanup EXIT
-
-wait_port() {
-    local i
-    for ((i = 0; i < 150; i++)); do
-        curl -fsS --max-time 1 "$1" >/dev/null 2>&1 && return 0
-        sleep 0.2
-    done
-    echo "nothing answers at $1" >&2
-    exit 1
-}
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"
+bench_run_dir cpu
 
 # Sum of utime and stime (ticks) of a process and its threads, and of nginx's workers.
 ticks() {
@@ -50,14 +33,12 @@ ticks() {
     echo "$total_user $total_sys"
 }
 
-"${BINARIES[0]}" upstream --listen 127.0.0.1:18001 --fixed >"$RUN_DIR/upstream.log" 2>&1 &
-PIDS+=($!)
-wait_port http://127.0.0.1:18001/
+start_upstream "${BINARIES[0]}" 30
 
 nginx -p "$RUN_DIR" -c "$BENCH_DIR/nginx.conf" -e "$RUN_DIR/error.log" >/dev/null 2>&1 &
 PIDS+=($!)
 NGINX_MASTER=$!
-wait_port http://127.0.0.1:18002/
+wait_port http://127.0.0.1:18002/ 30
 NGINX_WORKERS=$(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')
 
 # Measures one target: prints "req/s user_us/req sys_us/req".
@@ -83,7 +64,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         (cd "$RUN_DIR" && RUST_LOG=warn exec "$binary" serve --config "$CONFIG") \
             >"$RUN_DIR/portcullis.log" 2>&1 &
         pid=$!
-        wait_port http://127.0.0.1:18080/
+        wait_port http://127.0.0.1:18080/ 30
         wrk -t2 -c"$CONNECTIONS" -d1s http://127.0.0.1:18080/ >/dev/null
         printf '%-5s %-40s %s\n' "$round" "$(basename "$binary")" "$(measure http://127.0.0.1:18080/ "$pid")"
         kill -TERM "$pid"

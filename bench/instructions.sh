@@ -35,30 +35,11 @@ for tool in valgrind callgrind_annotate callgrind_control wrk curl; do
     }
 done
 
-RUN_DIR=$(mktemp -d -t portcullis-instr.XXXXXX)
-mkdir -p "$RUN_DIR/tmp"
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$RUN_DIR"
-}
-trap cleanup EXIT
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"
+bench_run_dir instr
 
-wait_port() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        curl -fsS --max-time 1 "$1" >/dev/null 2>&1 && return 0
-        sleep 0.3
-    done
-    echo "nothing answers at $1" >&2
-    exit 1
-}
-
-"${BINARIES[0]}" upstream --listen 127.0.0.1:18001 --fixed >"$RUN_DIR/upstream.log" 2>&1 &
-PIDS+=($!)
-wait_port http://127.0.0.1:18001/
+start_upstream "${BINARIES[0]}" 60
 
 # Runs CMD... under callgrind with instrumentation off, warms it up through URL, counts the
 # instructions of a measured wrk run, and prints "instructions/request".
@@ -69,7 +50,7 @@ count() {
     (cd "$RUN_DIR" && RUST_LOG=warn exec valgrind --tool=callgrind --instr-atstart=no \
         --callgrind-out-file="$out.%p" "$@") >"$RUN_DIR/$name.log" 2>&1 &
     local vg=$!
-    wait_port "$url"
+    wait_port "$url" 60
     wrk -t1 -c"$CONNECTIONS" -d2s "$url" >/dev/null
     callgrind_control -i on "$vg" >/dev/null
     local requests
