@@ -6,7 +6,8 @@
 #
 # Usage: bench/instructions.sh [--nginx] [BINARY ...]
 #   (default binary: $CARGO_TARGET_DIR/release/portcullis)
-# Environment: DURATION (8s), CONNECTIONS (8), BENCH_CONFIG (bench/portcullis.toml)
+# Environment: DURATION (8s), CONNECTIONS (8), BENCH_CONFIG (bench/portcullis.toml),
+#   KEEP (a directory: each callgrind profile is copied there, for callgrind_annotate)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,7 +22,7 @@ for arg in "$@"; do
     case $arg in
         --nginx) with_nginx=1 ;;
         -h | --help)
-            sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *) BINARIES+=("$arg") ;;
@@ -62,6 +63,10 @@ count() {
     file=$(ls -S "$out".* | head -n 1)
     total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
     printf '%-40s %10s requests %10d instructions/request\n' "$name" "$requests" $((total / requests))
+    if [[ -n ${KEEP:-} ]]; then
+        mkdir -p "$KEEP"
+        cp "$file" "$KEEP/callgrind.$name"
+    fi
 }
 
 for binary in "${BINARIES[@]}"; do

@@ -20,7 +20,8 @@
 //!   cookie holds only the id; idle and absolute timeouts, back-channel logout, login state.
 //! - [`proxy`]: the upstream side: own HTTP/1.1 client and hyper's pooled client, header
 //!   rewriting, streaming, upgrades, load balancing with passive ejection, timeouts.
-//! - [`app`]: the listeners (plain, TLS, h2c; one event loop per core), connection limits,
+//! - [`app`]: the listeners (plain, TLS, h2c; one event loop per core; an own HTTP/1 loop for
+//!   the common bodiless request, hyper for everything else), connection limits,
 //!   graceful shutdown, config reload, the router (login, logout, forward-auth, audit page)
 //!   and the gateway handler that ties routes, identity, policy, audit and proxy together.
 //! - [`audit`]: the audit trail: redacted events, per-instance hash chains, the batching

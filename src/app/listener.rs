@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::balance::{Balance, Handoff};
+use super::http1;
 use crate::admin::names;
 
 /// What a listener serves, swappable at run time (config reload): each request uses the
@@ -51,6 +52,28 @@ pub fn main_dispatch(state: Arc<super::AppState>) -> SharedRouter {
         router: super::router(state.clone()),
         gateway: Some(state),
     }))
+}
+
+/// Serves one request: proxied requests (everything outside `/.portcullis/` on the main
+/// listener) go straight to the gateway, the rest through the router.
+pub(super) async fn dispatch(
+    dispatch: &Dispatch,
+    info: ConnInfo,
+    mut req: http::Request<Body>,
+) -> http::Response<Body> {
+    let reserved = req.uri().path().starts_with("/.portcullis");
+    match &dispatch.gateway {
+        // Boxed: the caller keeps this future in place and moves it in; the gateway's
+        // future is large, a box is one pointer.
+        Some(state) if !reserved => Box::pin(super::gateway::serve(state, info, req)).await,
+        _ => {
+            req.extensions_mut().insert(info);
+            match dispatch.router.clone().oneshot(req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    }
 }
 
 /// Facts about the client connection a request arrived on, set as a request extension.
@@ -151,8 +174,15 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // hyper's connections are told to finish through `graceful`; the HTTP/1 loop's see the
+    // stop watch themselves. Every connection holds a slot until it ends.
+    let all_slots = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    let drained = async {
+        graceful.shutdown().await;
+        let _ = slots.acquire_many(all_slots).await;
+    };
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = drained => {}
         _ = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
@@ -223,8 +253,11 @@ impl Connection {
             ready = self.handshake(stream) => ready,
         };
         match ready {
-            Some(ReadyIo::Plain(stream)) => self.serve_io(stream, false, watcher).await,
-            Some(ReadyIo::Tls(stream)) => self.serve_io(stream, true, watcher).await,
+            Some(ReadyIo::Plain(stream)) => self.serve_io(stream, false, true, watcher).await,
+            Some(ReadyIo::Tls(stream)) => {
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                self.serve_io(stream, true, !h2, watcher).await
+            }
             None => {}
         }
     }
@@ -256,37 +289,44 @@ impl Connection {
         }
     }
 
-    async fn serve_io<I>(self, io: I, tls: bool, watcher: hyper_util::server::graceful::Watcher)
-    where
+    /// Serves the connection: the common HTTP/1 requests in [`super::http1`]'s loop first
+    /// (unless `http1_first` is false: ALPN chose h2), everything from the first other one on
+    /// through hyper.
+    async fn serve_io<I>(
+        self,
+        io: I,
+        tls: bool,
+        http1_first: bool,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let info = ConnInfo {
             peer: self.peer,
             tls,
         };
+        if !http1_first {
+            return self.serve_hyper(io, info, watcher).await;
+        }
+        match http1::serve(io, info, &self.router, &self.limits, &self.stop).await {
+            http1::Ended::Closed => {}
+            http1::Ended::Handover(io) => self.serve_hyper(io, info, watcher).await,
+        }
+    }
+
+    /// Serves the rest of the connection through hyper-util's auto builder.
+    async fn serve_hyper<I>(
+        self,
+        io: I,
+        info: ConnInfo,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let router = self.router;
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            let dispatch = router.load_full();
-            async move {
-                let reserved = req.uri().path().starts_with("/.portcullis");
-                let response = match &dispatch.gateway {
-                    // Boxed: hyper keeps the service future in place and moves it in; the
-                    // gateway's future is large, a box is one pointer. The state is borrowed
-                    // from `dispatch`: no shared reference count is touched per request
-                    // beyond the one `load_full` takes.
-                    Some(state) if !reserved => {
-                        Box::pin(super::gateway::serve(state, info, req.map(Body::new))).await
-                    }
-                    _ => {
-                        req.extensions_mut().insert(info);
-                        match dispatch.router.clone().oneshot(req.map(Body::new)).await {
-                            Ok(response) => response,
-                            Err(never) => match never {},
-                        }
-                    }
-                };
-                Ok::<_, Infallible>(response)
-            }
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let current = router.load_full();
+            async move { Ok::<_, Infallible>(dispatch(&current, info, req.map(Body::new)).await) }
         });
         let conn = self
             .builder

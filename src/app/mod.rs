@@ -6,6 +6,8 @@ mod balance;
 pub(crate) mod browser;
 mod forward_auth;
 mod gateway;
+mod http1;
+mod http_date;
 mod identify;
 mod listener;
 mod login;
