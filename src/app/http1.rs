@@ -252,7 +252,9 @@ fn parse(buf: &mut BytesMut, limits: &ConnLimits) -> Parsed {
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     let headers = request.headers_mut();
-    headers.reserve(fields.len());
+    // Room for the fields the gateway adds (X-Forwarded-*, the decision id, the assertion):
+    // growing a HeaderMap rehashes it.
+    headers.reserve(fields.len() + 8);
     for (name, value) in fields {
         let Ok(value) = HeaderValue::from_maybe_shared(head.slice(value)) else {
             // Unreachable for httparse's output; refuse rather than serve a partial head.

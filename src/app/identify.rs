@@ -18,6 +18,8 @@ pub(crate) struct Caller {
 }
 
 /// The identity `headers` (and, when the route opts in, the query of `uri`) present for `route`.
+/// The lookups are boxed: their futures (session stores, JWKS refresh) are kilobytes, and
+/// inline they would make every request's future that large, public routes' too.
 pub(crate) async fn identify(
     state: &AppState,
     route: &RouteConfig,
@@ -25,7 +27,13 @@ pub(crate) async fn identify(
     uri: &Uri,
 ) -> Caller {
     if route.auth.contains(&AuthMethod::Bearer) {
-        let presented = bearer_request::presented(&state.bearer, headers, uri, route).await;
+        let presented = Box::pin(bearer_request::presented(
+            &state.bearer,
+            headers,
+            uri,
+            route,
+        ))
+        .await;
         if presented != Presented::Anonymous {
             return Caller {
                 presented,
@@ -34,7 +42,7 @@ pub(crate) async fn identify(
         }
     }
     if route.auth.contains(&AuthMethod::Session)
-        && let Some(data) = super::browser::session_data(state, headers).await
+        && let Some(data) = Box::pin(super::browser::session_data(state, headers)).await
         && provider_accepted(route, &data.identity)
     {
         let access_token = match (&data.access_token, route.pass_access_token) {

@@ -114,7 +114,9 @@ impl RequestAudit {
         let Some(event) = self.event.clone() else {
             return Ok(());
         };
-        self.audit.sink.record_committed(event).await?;
+        // Boxed, here and in `finish`: only strict mode waits, and inline the wait would
+        // enlarge every request's future.
+        Box::pin(self.audit.sink.record_committed(event)).await?;
         self.committed = true;
         Ok(())
     }
@@ -149,7 +151,7 @@ impl RequestAudit {
             outcome.upstream = event.upstream;
             event = outcome;
         } else if self.audit.durability == Durability::Strict {
-            return self.audit.sink.record_committed(event).await;
+            return Box::pin(self.audit.sink.record_committed(event)).await;
         }
         if let Some(slot) = self.slot.take() {
             slot.record(event);

@@ -145,8 +145,14 @@ pub async fn forward_served(
                 // Pitfall 1: the pooled HTTP/1 client refuses HTTP/2 requests.
                 *out.version_mut() = Version::HTTP_11;
                 *out.headers_mut() = attempt_headers;
-                let sent =
-                    response_within(limit, route.client().request(out), body_sent.take()).await;
+                // Boxed: hyper's future is large and this path is the rarer one; inline it
+                // would enlarge every request's future, own-client ones too.
+                let sent = Box::pin(response_within(
+                    limit,
+                    route.client().request(out),
+                    body_sent.take(),
+                ))
+                .await;
                 match sent {
                     Err(_elapsed) => Err(Failure::Timeout),
                     Ok(Err(e)) if e.is_connect() => Err(Failure::Connect(ProxyError::from_client(
