@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
 
-use super::sql_store::audit_store_impl;
+use super::event::StoredEvent;
+use super::sql_store::{audit_store_impl, sqlx_append_batch};
 use super::store::StoreError;
 
 /// An audit trail in Postgres.
@@ -32,6 +33,14 @@ impl PgStore {
     pub fn pool(&self) -> &sqlx::PgPool {
         &self.pool
     }
+
+    /// [`AuditStore::append_batch`](super::AuditStore::append_batch): multi-row INSERTs in one
+    /// transaction through the pool.
+    async fn append_rows(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
+        sqlx_append_batch(&self.pool, events).await
+    }
 }
+
+sqlx_append_batch!(sqlx::Postgres, true);
 
 audit_store_impl!(PgStore, sqlx::Postgres, true);

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// The database answered with an error or could not be reached.
     #[error("audit database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite writer's own connection failed (see [`super::sqlite`]).
+    #[error("audit database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Migrations failed.
     #[error("audit database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
