@@ -9,6 +9,7 @@
 //! or client address, so they get 403. A trusted peer that sends neither set gets 400.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -18,6 +19,8 @@ use url::Url;
 use super::AppState;
 use super::listener::ConnInfo;
 use super::pages;
+use crate::audit::{Asked, RequestAudit, RequestStart};
+use crate::config::RouteConfig;
 use crate::identity::Presented;
 use crate::policy::{self, Outcome, RequestFacts};
 use crate::proxy::{
@@ -79,7 +82,10 @@ fn original(headers: &HeaderMap) -> Result<Original, &'static str> {
 }
 
 /// Serves one forward-auth question.
+/// Every question that reaches a route is audited like a proxied request (`detail.via` =
+/// `forward_auth`, no upstream); in strict mode the answer waits for the commit.
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response<Body> {
+    let started = Instant::now();
     let id = crate::ids::uuid_v7();
     let html = pages::wants_html(req.headers());
     let Some(conn) = req.extensions().get::<ConnInfo>().copied() else {
@@ -115,10 +121,62 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         return pages::error_page(StatusCode::FORBIDDEN, "No route matches.", id, html);
     };
     let route = state.proxies[index].route();
+    let client_ip = proxy::client_ip(conn.peer.ip(), req.headers(), trusted);
+    let start = RequestStart {
+        decision_id: id,
+        route_index: index,
+        route_id: &route.id,
+        host: original.host.as_deref(),
+        path: &path,
+        client_ip,
+        started,
+    };
+    let asked = Asked {
+        method: &original.method,
+        query: original.uri.query(),
+        headers: req.headers(),
+    };
+    let mut audit = match state
+        .audit
+        .as_ref()
+        .map(|a| a.begin_asked(asked, start))
+        .transpose()
+    {
+        Ok(audit) => audit,
+        Err(_) => return audit_unavailable(id, html),
+    };
     let presented = super::identify::identify(&state, route, req.headers(), &original.uri)
         .await
         .presented;
-    if let Presented::InvalidBearer { reason } = &presented {
+    if let Some(audit) = audit.as_mut() {
+        audit.presented(&presented);
+        audit.via_forward_auth();
+    }
+    let response = answer(
+        &state, route, &original, &path, client_ip, &presented, id, html, &mut audit,
+    );
+    if let Some(audit) = audit.take()
+        && audit.finish(response.status(), None).await.is_err()
+    {
+        return audit_unavailable(id, html);
+    }
+    response
+}
+
+/// The decision and the answer to the ingress, recorded in `audit`.
+#[allow(clippy::too_many_arguments)]
+fn answer(
+    state: &AppState,
+    route: &RouteConfig,
+    original: &Original,
+    path: &str,
+    client_ip: std::net::IpAddr,
+    presented: &Presented,
+    id: uuid::Uuid,
+    html: bool,
+    audit: &mut Option<RequestAudit>,
+) -> Response<Body> {
+    if let Presented::InvalidBearer { reason } = presented {
         tracing::debug!(request_id = %id, route = %route.id, %reason, "forward-auth: invalid bearer");
         return pages::invalid_token(id, html);
     }
@@ -126,11 +184,14 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
     let facts = RequestFacts {
         decision_id: id,
         method: &original.method,
-        path: &path,
-        client_ip: proxy::client_ip(conn.peer.ip(), req.headers(), trusted),
+        path,
+        client_ip,
         identity,
     };
     let decision = policy::evaluate(&route.policy, &facts, jiff::Timestamp::now());
+    if let Some(audit) = audit.as_mut() {
+        audit.decided(&decision);
+    }
     tracing::debug!(
         target: "portcullis::access",
         request_id = %id,
@@ -172,6 +233,17 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             html,
         ),
     }
+}
+
+/// The audit trail cannot take the event: refuse rather than answer unrecorded.
+fn audit_unavailable(id: uuid::Uuid, html: bool) -> Response<Body> {
+    tracing::warn!(request_id = %id, "audit trail full or failing: forward-auth answered 503");
+    pages::error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The service is busy; please try again shortly.",
+        id,
+        html,
+    )
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub mod writer;
 
 pub use event::{AuditEvent, StoredEvent};
 pub use redact::Redactor;
-pub use request::{RequestAudit, RequestStart};
+pub use request::{Asked, RequestAudit, RequestStart};
 pub use setup::{Audit, AuditRuntime};
 pub use store::{AuditFilter, AuditStore, Checkpoint, Cursor, Page, StoreError};
 pub use writer::{AuditError, AuditFull, AuditSink, AuditSlot};

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, StatusCode, header};
+use http::{HeaderMap, Method, Request, StatusCode, header};
 use uuid::Uuid;
 
 use super::event::{AuditEvent, kind};
@@ -51,17 +51,32 @@ impl Audit {
         req: &Request<B>,
         start: RequestStart<'_>,
     ) -> Result<RequestAudit, AuditFull> {
+        let asked = Asked {
+            method: req.method(),
+            query: req.uri().query(),
+            headers: req.headers(),
+        };
+        self.begin_asked(asked, start)
+    }
+
+    /// [`Audit::begin`] for a request described rather than received: forward-auth's
+    /// original request, which the ingress names in headers.
+    pub fn begin_asked(
+        self: &Arc<Self>,
+        asked: Asked<'_>,
+        start: RequestStart<'_>,
+    ) -> Result<RequestAudit, AuditFull> {
         let slot = self.sink.reserve()?;
         let mut event = AuditEvent::new(kind::REQUEST, jiff::Timestamp::now());
         event.decision_id = Some(start.decision_id.to_string());
         event.route_id = Some(start.route_id.to_owned());
-        event.method = Some(req.method().as_str().to_owned());
+        event.method = Some(asked.method.as_str().to_owned());
         event.host = start.host.map(str::to_owned);
         event.path = Some(start.path.to_owned());
-        event.query = req.uri().query().map(|q| self.redactor.query(q));
+        event.query = asked.query.map(|q| self.redactor.query(q));
         event.client_ip = Some(start.client_ip.to_string());
-        event.user_agent = req
-            .headers()
+        event.user_agent = asked
+            .headers
             .get(header::USER_AGENT)
             .and_then(|v| self.redactor.header("user-agent", v.as_bytes()));
         event.policy_version = self
@@ -79,6 +94,16 @@ impl Audit {
     }
 }
 
+/// The request a decision is about, when it is not the one that arrived.
+#[derive(Clone, Copy, Debug)]
+pub struct Asked<'a> {
+    pub method: &'a Method,
+    /// The raw query string (redacted here).
+    pub query: Option<&'a str>,
+    /// Headers the event reads (`User-Agent`).
+    pub headers: &'a HeaderMap,
+}
+
 impl RequestAudit {
     /// Records who the caller is (redacted per `audit.redact.claims`).
     pub fn presented(&mut self, presented: &Presented) {
@@ -94,6 +119,23 @@ impl RequestAudit {
             }
             Presented::Verified(identity) => identity_fields(event, r, identity),
         }
+    }
+
+    /// Marks the event as answered to an ingress's forward-auth question (`detail.via` =
+    /// `forward_auth`): nothing was proxied, the ingress forwards on a 200.
+    pub fn via_forward_auth(&mut self) {
+        let Some(event) = self.event.as_mut() else {
+            return;
+        };
+        let mut detail = event
+            .detail
+            .as_deref()
+            .and_then(|d| {
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(d).ok()
+            })
+            .unwrap_or_default();
+        detail.insert("via".into(), "forward_auth".into());
+        event.detail = Some(serde_json::Value::Object(detail).to_string());
     }
 
     /// Records the policy decision.

@@ -780,3 +780,66 @@ async fn audit_throughput() {
         db.close().await;
     }
 }
+
+#[tokio::test]
+async fn forward_auth_answers_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = "[[routes]]\nid = \"ingress\"\npath = \"/app/\"\nupstream = \"http://127.0.0.1:9\"\n\
+                  auth = [\"none\"]\n[routes.policy]\nallow = [{ public = true }]\n\
+                  deny = [{ id = \"no-delete\", methods = [\"DELETE\"] }]\n";
+    let config = format!(
+        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"off\"\n\
+         trusted_proxies = [\"127.0.0.1/32\"]\n{}",
+        audit_config(dir.path(), "", routes)
+    );
+    let proxy = start_proxy(&config).await;
+    let ask = |method: &str, uri: &str| {
+        client()
+            .get(proxy.url("/.portcullis/auth"))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", uri)
+            .header("x-forwarded-host", "app.corp.example")
+            .header("user-agent", "ingress/1")
+            .send()
+    };
+    let allowed = ask("GET", "/app/page?code=SECRETCODE&x=1").await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    let decision_id = allowed.headers()["x-portcullis-decision-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(ask("DELETE", "/app/page").await.unwrap().status(), 403);
+    // No route: nothing reached a route, nothing recorded (as for the gateway's 404).
+    assert_eq!(ask("GET", "/elsewhere").await.unwrap().status(), 403);
+    proxy.shutdown().await;
+
+    let text = all_rows_text(dir.path()).await;
+    assert!(!text.contains("SECRETCODE"), "{text}");
+    let store = SqliteStore::open(&format!("sqlite://{}/audit.db", dir.path().display()))
+        .await
+        .unwrap();
+    let events = store.verify_page(None, 100).await.unwrap();
+    let requests: Vec<&AuditEvent> = events
+        .iter()
+        .map(|e| &e.event)
+        .filter(|e| e.kind == "request")
+        .collect();
+    assert_eq!(requests.len(), 2, "{text}");
+    let (allow, deny) = (requests[0], requests[1]);
+    assert_eq!(allow.decision_id.as_deref(), Some(decision_id.as_str()));
+    assert_eq!(allow.route_id.as_deref(), Some("ingress"));
+    assert_eq!(allow.method.as_deref(), Some("GET"));
+    assert_eq!(allow.host.as_deref(), Some("app.corp.example"));
+    assert_eq!(allow.path.as_deref(), Some("/app/page"));
+    assert_eq!(allow.query.as_deref(), Some("code=[redacted]&x=1"));
+    assert_eq!(allow.user_agent.as_deref(), Some("ingress/1"));
+    assert_eq!(allow.decision.as_deref(), Some("allow"));
+    assert_eq!(allow.status, Some(200));
+    assert_eq!(allow.upstream, None, "forward-auth proxies nothing");
+    assert_eq!(allow.detail.as_deref(), Some(r#"{"via":"forward_auth"}"#));
+    assert_eq!(deny.method.as_deref(), Some("DELETE"));
+    assert_eq!(deny.decision.as_deref(), Some("deny"));
+    assert_eq!(deny.rule.as_deref(), Some("no-delete"));
+    assert_eq!(deny.status, Some(403));
+    assert_eq!(verify(&store).await.unwrap().broken, None);
+}
