@@ -15,6 +15,7 @@ mod cli;
 mod errors;
 mod h2;
 mod headers;
+mod http1;
 mod limits;
 mod mock_provider;
 mod oidc;
