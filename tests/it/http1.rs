@@ -14,23 +14,14 @@ async fn telling_upstream() -> String {
         let method = req.method().to_string();
         let path = req.uri().path().to_owned();
         let body = req.into_body().collect().await.unwrap().to_bytes();
-        let text = format!("{method} {path} {}", String::from_utf8_lossy(&body));
-        let mut response = text_owned(200, text);
+        let told = format!("{method} {path} {}", String::from_utf8_lossy(&body));
+        let mut response = text(200, told);
         response
             .headers_mut()
             .insert("x-upstream", http::HeaderValue::from_static("yes"));
         response
     })
     .await
-}
-
-fn text_owned(status: u16, body: String) -> http::Response<UpstreamBody> {
-    let body = http_body_util::Full::new(bytes::Bytes::from(body))
-        .map_err(|never: std::convert::Infallible| match never {})
-        .boxed();
-    let mut response = http::Response::new(body);
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
-    response
 }
 
 #[tokio::test]

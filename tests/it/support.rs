@@ -116,9 +116,9 @@ where
 }
 
 /// A text response for upstream handlers.
-pub fn text(status: u16, body: &'static str) -> Response<UpstreamBody> {
+pub fn text(status: u16, body: impl Into<Bytes>) -> Response<UpstreamBody> {
     use http_body_util::BodyExt;
-    let body = http_body_util::Full::new(Bytes::from_static(body.as_bytes()))
+    let body = http_body_util::Full::new(body.into())
         .map_err(|never: Infallible| match never {})
         .boxed();
     let mut response = Response::new(body);
