@@ -237,6 +237,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             let _ = worker.await;
         }
     })];
+    tasks.push(tokio::spawn(prune_idle_upstreams(
+        shared.clone(),
+        stopped.clone(),
+    )));
     if let Some(admin_listener) = admin_listener {
         tasks.push(tokio::spawn(listener::serve(
             admin_listener,
@@ -257,6 +261,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         audit,
         reload: (shared, state, worker_count),
     })
+}
+
+/// How often idle upstream connections are checked.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes idle upstream connections that timed out or that their upstream closed, every
+/// [`PRUNE_EVERY`], until shutdown: otherwise an idle proxy keeps them (in CLOSE_WAIT) until
+/// the next request on the same route and worker finds them.
+async fn prune_idle_upstreams(shared: listener::SharedRouter, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+        let dispatch = shared.load();
+        if let Some(state) = &dispatch.gateway {
+            let closed: usize = state.proxies.iter().map(|p| p.prune_idle()).sum();
+            if closed > 0 {
+                tracing::debug!(closed, "closed idle upstream connections");
+            }
+        }
+    }
 }
 
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully. With `path`, the config is

@@ -142,6 +142,12 @@ impl RouteProxy {
         self.h1.get(index % self.h1.len().max(1))?.as_ref()
     }
 
+    /// Closes idle upstream connections that timed out or were closed by their upstream;
+    /// returns how many (see `h1::Pool::prune`).
+    pub fn prune_idle(&self) -> usize {
+        self.h1.iter().flatten().map(h1::Pool::prune).sum()
+    }
+
     /// The route this proxies for.
     pub fn route(&self) -> &RouteConfig {
         &self.route

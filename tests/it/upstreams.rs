@@ -147,3 +147,66 @@ async fn response_timeout_starts_after_the_upload() {
     assert_eq!(response.text().await.unwrap(), "read");
     proxy.shutdown().await;
 }
+
+/// Sockets to `port` in CLOSE_WAIT (the peer closed, we did not), from /proc/net/tcp.
+fn close_wait_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields
+                .get(2)
+                .and_then(|remote| remote.split(':').nth(1))
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            remote_port == Some(port) && fields.get(3) == Some(&"08")
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn idle_connections_the_upstream_closed_are_closed_without_a_new_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream with a short keep-alive: it answers, then closes the idle connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if stream.read(&mut buf).await.unwrap_or(0) > 0 {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            });
+        }
+    });
+    let proxy = start_proxy(&public_route(
+        "app",
+        "/",
+        &[format!("http://127.0.0.1:{port}")],
+        "",
+    ))
+    .await;
+    let response = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "ok");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        close_wait_to(port),
+        1,
+        "the pooled connection, closed by the upstream"
+    );
+    // The proxy stays idle; the periodic prune (every 5 s) must close it anyway.
+    let started = Instant::now();
+    while close_wait_to(port) > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "CLOSE_WAIT socket kept by an idle proxy"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    proxy.shutdown().await;
+}

@@ -6,7 +6,8 @@
 //! through hyper's client in [`super::client`].
 //!
 //! Connections are kept per route, per upstream and per worker thread (LIFO, at most
-//! [`MAX_IDLE`], closed after [`IDLE_TIMEOUT`] unused). A pooled connection the upstream has
+//! [`MAX_IDLE`], closed after [`IDLE_TIMEOUT`] unused; [`Pool::prune`], run every few seconds
+//! by the app, also closes those the upstream closed). A pooled connection the upstream has
 //! closed is noticed before use when its socket turned readable while idle; if the upstream
 //! closes one just as a request goes out, an idempotent request is sent once more on a new
 //! connection and any other fails with 502, as with hyper's client.
@@ -120,6 +121,24 @@ impl Slot {
         None
     }
 
+    /// Closes the idle connections that timed out or that the upstream closed (a socket left
+    /// in CLOSE_WAIT until the next request would otherwise find it).
+    fn prune(&self) -> usize {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let before = idle.len();
+        idle.retain_mut(|conn| {
+            now.duration_since(conn.idle_since) < IDLE_TIMEOUT && conn.looks_alive()
+        });
+        before - idle.len()
+    }
+
+    /// How many connections wait idle.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Parks a connection whose last exchange ended cleanly; closes the oldest ones when
     /// they have been idle too long or the list is full.
     fn put(&self, mut conn: Conn) {
@@ -195,6 +214,12 @@ impl Pool {
             Ok(parsed) => Ok(respond(conn, parsed, slot)),
             Err(Attempt::Unanswered(error) | Attempt::Failed(error)) => Err(error),
         }
+    }
+
+    /// Closes what [`Slot::prune`] finds in every worker's slot; returns how many. Called
+    /// periodically, so an idle proxy does not sit on connections its upstream gave up.
+    pub(crate) fn prune(&self) -> usize {
+        self.slots.iter().map(|slot| slot.prune()).sum()
     }
 
     async fn connect(&self) -> Result<Conn, H1Error> {

@@ -276,6 +276,29 @@ async fn a_pooled_connection_closed_by_the_upstream_is_not_used() {
 }
 
 #[tokio::test]
+async fn pruning_closes_idle_connections_the_upstream_closed() {
+    let (port, _, _) = upstream(vec![
+        Script {
+            replies: vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+            linger: false,
+        },
+        keep(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]),
+    ])
+    .await;
+    // The first connection's upstream closes after answering, the second's stays open.
+    let closing = pool(port);
+    assert_eq!(get(&closing, Method::GET, "/").await.unwrap().2, b"ok");
+    let live = pool(port);
+    assert_eq!(get(&live, Method::GET, "/").await.unwrap().2, b"ok");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(closing.slots[0].idle_count(), 1);
+    assert_eq!(closing.prune(), 1, "the upstream closed it: pruned");
+    assert_eq!(closing.slots[0].idle_count(), 0);
+    assert_eq!(live.prune(), 0, "a live idle connection stays");
+    assert_eq!(live.slots[0].idle_count(), 1);
+}
+
+#[tokio::test]
 async fn a_request_that_meets_a_closing_connection_is_resent_only_if_idempotent() {
     // Each connection takes one request, then reads the next head and closes without an
     // answer: the race a keep-alive timeout on the upstream produces.
