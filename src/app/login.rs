@@ -351,6 +351,11 @@ async fn finish_login(
     };
     match state.sessions.create(data, now).await {
         Ok(cookie) => {
+            // The browser's previous session (another user's, or this one's before) ends
+            // with this login rather than at its idle timeout.
+            if let Err(error) = state.sessions.end_presented(headers).await {
+                tracing::warn!(request_id = %id, %error, "could not end the replaced session");
+            }
             trace.identity = Some(identity);
             templates::redirect(StatusCode::FOUND, &login.return_to, &[cookie])
         }

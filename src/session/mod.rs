@@ -384,6 +384,18 @@ impl Sessions {
         self.delete_session(&id.0).await
     }
 
+    /// Ends the session whose cookie `headers` carry, if any, without loading it: a new login
+    /// replaces it, and a copy of the old cookie must not stay usable until its idle timeout.
+    pub async fn end_presented(&self, headers: &HeaderMap) -> Result<(), SessionError> {
+        let Some(value) = cookie_value(headers, &self.inner.cookies.session) else {
+            return Ok(());
+        };
+        let Ok(id) = value.parse::<Id>() else {
+            return Ok(());
+        };
+        self.delete_session(&id).await
+    }
+
     /// `Set-Cookie` that removes the session cookie from the browser.
     pub fn clear_cookie(&self) -> HeaderValue {
         self.inner.cookies.clear_session()

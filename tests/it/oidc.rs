@@ -411,6 +411,28 @@ async fn a_preset_session_cookie_is_not_adopted() {
 }
 
 #[tokio::test]
+async fn a_new_login_ends_the_session_it_replaces() {
+    let s = setup().await;
+    let mut browser = Browser::new();
+    let (response, _) = login(&s, &mut browser, "/app/").await;
+    assert_eq!(response.status(), 200);
+    let first = browser.cookies["portcullis"].clone();
+    // Signing in again in the same browser (another user on a shared machine, say).
+    let (response, _) = login(&s, &mut browser, "/.portcullis/login?rd=/app/").await;
+    assert_eq!(response.status(), 200);
+    let second = browser.cookies["portcullis"].clone();
+    assert_ne!(first, second);
+    // A copy of the first cookie no longer signs anyone in.
+    let mut copy = Browser::new();
+    copy.cookies.insert("portcullis".into(), first);
+    let response = copy.get(&format!("{}/app/", s.base)).await;
+    assert_eq!(response.status(), 302, "the replaced session still works");
+    let response = browser.get(&format!("{}/app/", s.base)).await;
+    assert_eq!(response.status(), 200);
+    s.proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn logout_needs_same_origin_and_ends_at_the_provider() {
     let s = setup().await;
     let mut browser = Browser::new();
