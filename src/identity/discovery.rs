@@ -23,6 +23,9 @@ pub struct ProviderMetadata {
     /// Token endpoint (code exchange, client credentials).
     #[serde(default, with = "optional_url_text")]
     pub token_endpoint: Option<Url>,
+    /// Client authentication methods the token endpoint accepts.
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
     /// UserInfo endpoint.
     #[serde(default, with = "optional_url_text")]
     pub userinfo_endpoint: Option<Url>,

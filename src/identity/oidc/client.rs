@@ -15,40 +15,68 @@ use url::Url;
 use super::jwt::{Claims, allowed_algorithms};
 use super::pkce::s256_challenge;
 use crate::config::ProviderConfig;
+use crate::identity::discovery;
 use crate::identity::jwks::{Jwks, JwksOptions};
 
 /// How long any call to a provider may take.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The discovery document fields a relying party uses.
-#[derive(Clone, Debug, Deserialize)]
+/// The discovery document fields a relying party uses: [`discovery::ProviderMetadata`]
+/// with the endpoints a browser login cannot do without made mandatory.
+#[derive(Clone, Debug)]
 pub struct ProviderMetadata {
-    /// Must equal the configured issuer.
+    /// The issuer as the document names it (matches the configured one; see
+    /// [`discovery::issuer_matches`]). id_tokens must carry exactly this `iss`.
     pub issuer: String,
     /// Where browsers are sent to log in.
-    #[serde(deserialize_with = "url_field")]
     pub authorization_endpoint: Url,
     /// Where codes and refresh tokens are exchanged.
-    #[serde(deserialize_with = "url_field")]
     pub token_endpoint: Url,
     /// The signing keys.
-    #[serde(deserialize_with = "url_field")]
     pub jwks_uri: Url,
     /// Userinfo, when offered.
-    #[serde(default, deserialize_with = "optional_url_field")]
     pub userinfo_endpoint: Option<Url>,
     /// RP-initiated logout, when offered.
-    #[serde(default, deserialize_with = "optional_url_field")]
     pub end_session_endpoint: Option<Url>,
     /// id_token signing algorithms (filtered to asymmetric ones before use).
-    #[serde(default)]
     pub id_token_signing_alg_values_supported: Vec<String>,
     /// Client authentication methods at the token endpoint.
-    #[serde(default)]
     pub token_endpoint_auth_methods_supported: Vec<String>,
     /// RFC 9207: the provider always sends `iss` with the authorization response.
-    #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+}
+
+impl ProviderMetadata {
+    /// The login view of a discovered document; an error names a missing endpoint.
+    pub fn for_login(found: discovery::ProviderMetadata) -> Result<Self, ProviderError> {
+        let required = |endpoint: Option<Url>, name: &str| {
+            endpoint.ok_or_else(|| {
+                ProviderError::Transport(format!(
+                    "discovery: the document has no `{name}`, which a browser login needs"
+                ))
+            })
+        };
+        Ok(ProviderMetadata {
+            authorization_endpoint: required(
+                found.authorization_endpoint,
+                "authorization_endpoint",
+            )?,
+            token_endpoint: required(found.token_endpoint, "token_endpoint")?,
+            issuer: found.issuer,
+            jwks_uri: found.jwks_uri,
+            userinfo_endpoint: found.userinfo_endpoint,
+            end_session_endpoint: found.end_session_endpoint,
+            id_token_signing_alg_values_supported: found
+                .id_token_signing_alg_values_supported
+                .unwrap_or_default(),
+            token_endpoint_auth_methods_supported: found
+                .token_endpoint_auth_methods_supported
+                .unwrap_or_default(),
+            authorization_response_iss_parameter_supported: found
+                .authorization_response_iss_parameter_supported
+                .unwrap_or(false),
+        })
+    }
 }
 
 /// A provider whose discovery succeeded.
@@ -139,28 +167,15 @@ impl OidcProvider {
 
     /// Fetches the discovery document and the keys once.
     pub async fn discover(&self) -> Result<(), ProviderError> {
-        let issuer = &self.config.issuer;
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let metadata: ProviderMetadata = self
-            .http
-            .get(&url)
-            .send()
+        // The same discovery as bearer validation: one set of rules for the well-known URL
+        // and the issuer check (OpenID Discovery 4.3: a document for another issuer is an
+        // impersonation attempt, never accepted).
+        let issuer = Url::parse(&self.config.issuer)
+            .map_err(|e| ProviderError::Transport(format!("issuer: {e}")))?;
+        let found = discovery::discover(&self.http, &issuer)
             .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| ProviderError::Transport(format!("{url}: {e}")))?
-            .json()
-            .await
-            .map_err(|e| ProviderError::Transport(format!("{url}: {e}")))?;
-        // OpenID Discovery 4.3: a document for another issuer is an impersonation attempt.
-        if metadata.issuer != *issuer {
-            return Err(ProviderError::Transport(format!(
-                "{url}: issuer `{}` does not match the configured `{issuer}`",
-                metadata.issuer
-            )));
-        }
+            .map_err(|e| ProviderError::Transport(e.to_string()))?;
+        let metadata = ProviderMetadata::for_login(found)?;
         let secret = match &self.config.client_secret {
             Some(reference) => {
                 let secret = reference
@@ -406,20 +421,6 @@ impl OidcProvider {
     }
 }
 
-fn url_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Url, D::Error> {
-    let text = String::deserialize(d)?;
-    Url::parse(&text).map_err(serde::de::Error::custom)
-}
-
-fn optional_url_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
-    match Option::<String>::deserialize(d)? {
-        Some(text) => Url::parse(&text)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
-        None => Ok(None),
-    }
-}
-
 fn use_post_auth(metadata: &ProviderMetadata) -> bool {
     let methods = &metadata.token_endpoint_auth_methods_supported;
     !methods.is_empty()
@@ -463,5 +464,51 @@ impl OidcProviders {
     /// Whether any provider is configured.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document(extra: serde_json::Value) -> discovery::ProviderMetadata {
+        let mut doc = serde_json::json!({
+            "issuer": "https://idp.example",
+            "jwks_uri": "https://idp.example/keys",
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            doc[key] = value.clone();
+        }
+        serde_json::from_value(doc).unwrap()
+    }
+
+    #[test]
+    fn a_login_needs_the_authorization_and_token_endpoints() {
+        let bearer_only = document(serde_json::json!({}));
+        let error = ProviderMetadata::for_login(bearer_only)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("authorization_endpoint"), "{error}");
+        let no_token = document(serde_json::json!({
+            "authorization_endpoint": "https://idp.example/authorize",
+        }));
+        let error = ProviderMetadata::for_login(no_token)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("token_endpoint"), "{error}");
+        let full = document(serde_json::json!({
+            "authorization_endpoint": "https://idp.example/authorize",
+            "token_endpoint": "https://idp.example/token",
+            "token_endpoint_auth_methods_supported": ["client_secret_post"],
+            "authorization_response_iss_parameter_supported": true,
+        }));
+        let metadata = ProviderMetadata::for_login(full).unwrap();
+        assert_eq!(
+            metadata.token_endpoint.as_str(),
+            "https://idp.example/token"
+        );
+        assert!(metadata.authorization_response_iss_parameter_supported);
+        assert!(use_post_auth(&metadata));
+        assert!(metadata.id_token_signing_alg_values_supported.is_empty());
     }
 }
