@@ -61,6 +61,23 @@ pub(super) async fn dispatch(
     info: ConnInfo,
     mut req: http::Request<Body>,
 ) -> http::Response<Body> {
+    // RFC 9112 3.2.2: with an absolute-form target the Host field is ignored and the target's
+    // authority is the host (RFC 9113 8.3.1: `:authority` likewise). Routing, X-Forwarded-Host
+    // and preserve_host all read Host, so it is made to agree here, once: a Host that
+    // disagrees with the target must not choose the route.
+    if let Some(authority) = req.uri().authority()
+        && req.headers().get(http::header::HOST).map(|h| h.as_bytes())
+            != Some(authority.as_str().as_bytes())
+    {
+        match http::HeaderValue::from_str(authority.as_str()) {
+            Ok(host) => {
+                req.headers_mut().insert(http::header::HOST, host);
+            }
+            Err(_) => {
+                req.headers_mut().remove(http::header::HOST);
+            }
+        }
+    }
     let reserved = req.uri().path().starts_with("/.portcullis");
     match &dispatch.gateway {
         // Boxed: the caller keeps this future in place and moves it in; the gateway's

@@ -134,3 +134,36 @@ async fn strip_prefix_and_preserve_host() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_absolute_form_target_decides_the_host_not_the_host_field() {
+    let up = echo_upstream().await;
+    let routes = format!(
+        "[[routes]]\nid = \"a\"\nhost = \"a.example\"\npath = \"/\"\nupstream = \"{up}\"\nauth = [\"none\"]\n\
+         [routes.policy]\nallow = [{{ public = true }}]\n\
+         [[routes]]\nid = \"b\"\nhost = \"b.example\"\npath = \"/\"\nupstream = \"{up}\"\nauth = [\"none\"]\n\
+         [routes.policy]\nallow = [{{ public = true }}]\ndeny = [{{ id = \"closed\", methods = [\"GET\"] }}]\n"
+    );
+    let proxy = start_proxy(&routes).await;
+    // RFC 9112 3.2.2: the target's authority is the host; the Host field is ignored.
+    let answer = raw_request(
+        proxy.addr,
+        b"GET http://a.example/x HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert!(
+        answer.contains("\"x-forwarded-host\": \"a.example\""),
+        "{answer}"
+    );
+    // And the other way round: route b (which denies) is chosen by its authority.
+    let answer = raw_request(
+        proxy.addr,
+        b"GET http://b.example/x HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 403, "{answer}");
+    proxy.shutdown().await;
+}
