@@ -294,7 +294,7 @@ async fn a_client_that_leaves_cancels_its_request_and_shutdown_closes_idle_conne
         )
     });
     client
-        .write_all(b"GET /slow HTTP/1.1\r\n\r\n")
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -310,7 +310,10 @@ async fn a_client_that_leaves_cancels_its_request_and_shutdown_closes_idle_conne
             Ended::Closed
         )
     });
-    client.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    client
+        .write_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
     let mut answer = vec![0u8; 1024];
     let n = client.read(&mut answer).await.unwrap();
     assert!(String::from_utf8_lossy(&answer[..n]).ends_with("GET /a"));

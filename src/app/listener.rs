@@ -61,6 +61,23 @@ pub(super) async fn dispatch(
     info: ConnInfo,
     mut req: http::Request<Body>,
 ) -> http::Response<Body> {
+    // RFC 9112 3.2: an HTTP/1.1 request without Host, or any HTTP/1 request with more than
+    // one, is answered 400: two hosts could route differently here and in front of us.
+    if req.version() <= http::Version::HTTP_11 {
+        let mut hosts = req.headers().get_all(http::header::HOST).iter();
+        let (first, second) = (hosts.next(), hosts.next());
+        if second.is_some() || (first.is_none() && req.version() == http::Version::HTTP_11) {
+            let id = crate::ids::uuid_v7();
+            let html = super::pages::wants_html(req.headers());
+            tracing::debug!(request_id = %id, "request without exactly one Host");
+            return super::pages::error_page(
+                http::StatusCode::BAD_REQUEST,
+                "The request needs exactly one Host header.",
+                id,
+                html,
+            );
+        }
+    }
     // RFC 9112 3.2.2: with an absolute-form target the Host field is ignored and the target's
     // authority is the host (RFC 9113 8.3.1: `:authority` likewise). Routing, X-Forwarded-Host
     // and preserve_host all read Host, so it is made to agree here, once: a Host that

@@ -167,3 +167,30 @@ async fn an_absolute_form_target_decides_the_host_not_the_host_field() {
     assert_eq!(raw_status(&answer), 403, "{answer}");
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn http11_requests_need_exactly_one_host() {
+    let up = echo_upstream().await;
+    let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
+    for head in [
+        &b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        b"GET /x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        b"GET /x HTTP/1.0\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+    ] {
+        let answer = raw_request(proxy.addr, head, Duration::from_secs(5)).await;
+        assert_eq!(raw_status(&answer), 400, "{answer}");
+        assert!(
+            !answer.contains("x-forwarded-host"),
+            "reached the upstream: {answer}"
+        );
+    }
+    // HTTP/1.0 may leave Host out.
+    let answer = raw_request(
+        proxy.addr,
+        b"GET /x HTTP/1.0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    proxy.shutdown().await;
+}
