@@ -405,12 +405,19 @@ fn encode_head(
         }
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    match framing {
-        Framing::Length(length) if declared.is_none() => {
+    // A HEAD answer states the length the GET would have (RFC 9110 9.3.2), when known.
+    let head_length = match framing {
+        Framing::None if head_request && declared.is_none() && status.is_success() => {
+            body.size_hint().exact().filter(|&n| n > 0)
+        }
+        _ => None,
+    };
+    match (framing, head_length) {
+        (Framing::Length(length), _) | (Framing::None, Some(length)) if declared.is_none() => {
             // Writing into a Vec cannot fail.
             let _ = write!(out, "content-length: {length}\r\n");
         }
-        Framing::Chunked => field(out, b"transfer-encoding", b"chunked"),
+        (Framing::Chunked, _) => field(out, b"transfer-encoding", b"chunked"),
         _ => {}
     }
     if !has_date {

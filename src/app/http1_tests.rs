@@ -158,6 +158,11 @@ fn heads_state_their_framing() {
     );
     assert_eq!(framing, Framing::None);
 
+    // A HEAD answer built here (a page, not an upstream's) states its GET's length.
+    let (text, framing, _) = encoded(Response::new(Body::from("hello")), Version::HTTP_11, true);
+    assert!(text.contains("content-length: 5\r\n"), "{text}");
+    assert_eq!(framing, Framing::None);
+
     let no_content = Response::builder().status(204).body(Body::empty()).unwrap();
     let (text, framing, _) = encoded(no_content, Version::HTTP_11, false);
     assert!(text.starts_with("HTTP/1.1 204 No Content\r\n") && !text.contains("content-length"));
