@@ -78,6 +78,7 @@ where
             Ok(HeadRead::Closed) | Err(_) => return Ended::Closed,
         };
         let keep_alive = head.keep_alive;
+        let trailers = head.trailers;
         let head_request = head.request.method() == Method::HEAD;
         let dispatch_now = router.load();
         let served = {
@@ -98,6 +99,7 @@ where
             head.version,
             head_request,
             keep_alive,
+            trailers,
         )
         .await
         {
@@ -121,6 +123,8 @@ struct Head {
     request: Request<Body>,
     version: Version,
     keep_alive: bool,
+    /// The client accepts trailer fields (`TE: trailers`).
+    trailers: bool,
 }
 
 /// Reads until `buf` holds a complete head (consumed from `buf` on success). An idle
@@ -270,6 +274,7 @@ fn parse(buf: &mut BytesMut, limits: &ConnLimits) -> Parsed {
         request,
         version,
         keep_alive,
+        trailers: shape.trailers,
     })
 }
 
@@ -284,6 +289,7 @@ fn offset(base: usize, part: &[u8]) -> std::ops::Range<usize> {
 struct Shape {
     close: bool,
     keep_alive: bool,
+    trailers: bool,
 }
 
 impl Shape {
@@ -296,6 +302,11 @@ impl Shape {
             || name == header::EXPECT
         {
             return false;
+        }
+        if name == header::TE {
+            self.trailers |= value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
         }
         if name == header::CONNECTION {
             for token in value.split(|&b| b == b',') {
@@ -321,6 +332,8 @@ enum Framing {
     /// Exactly this many bytes remain.
     Length(u64),
     Chunked,
+    /// Chunked, and the client asked for trailer fields (`TE: trailers`): the body's are sent.
+    ChunkedWithTrailers,
     /// Until the connection closes (HTTP/1.0, unknown length).
     Close,
 }
@@ -333,6 +346,7 @@ async fn write_response<I>(
     version: Version,
     head_request: bool,
     keep_alive: bool,
+    trailers: bool,
 ) -> io::Result<bool>
 where
     I: AsyncWrite + Unpin,
@@ -340,6 +354,10 @@ where
     let (parts, mut body) = response.into_parts();
     out.clear();
     let (framing, keep_alive) = encode_head(out, &parts, &body, version, head_request, keep_alive);
+    let framing = match framing {
+        Framing::Chunked if trailers => Framing::ChunkedWithTrailers,
+        other => other,
+    };
     let clean = write_body(io, out, &mut body, framing).await?;
     io.flush().await?;
     Ok(clean && keep_alive)
@@ -464,6 +482,8 @@ where
         Framing::Length(length) => length,
         _ => u64::MAX,
     };
+    let chunked = matches!(framing, Framing::Chunked | Framing::ChunkedWithTrailers);
+    let mut trailers = None;
     loop {
         let frame = match poll_now(body) {
             Poll::Ready(frame) => frame,
@@ -480,8 +500,13 @@ where
             None => break,
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => data,
-                // Trailers are not sent over HTTP/1 (nor does hyper, unless asked).
-                Err(_) => continue,
+                Err(frame) => {
+                    // Sent only to a client that asked (`TE: trailers`), as hyper does.
+                    if framing == Framing::ChunkedWithTrailers {
+                        trailers = frame.into_trailers().ok();
+                    }
+                    continue;
+                }
             },
             Some(Err(error)) => {
                 // Cut the response short: the client sees a truncated body, never a
@@ -502,7 +527,7 @@ where
             }
             remaining -= data.len() as u64;
         }
-        if framing == Framing::Chunked {
+        if chunked {
             // Writing into a Vec cannot fail.
             let _ = write!(out, "{:x}\r\n", data.len());
         }
@@ -513,7 +538,7 @@ where
         } else {
             out.extend_from_slice(&data);
         }
-        if framing == Framing::Chunked {
+        if chunked {
             out.extend_from_slice(b"\r\n");
         }
         if out.len() >= WRITE_CHUNK {
@@ -522,7 +547,15 @@ where
         }
     }
     match framing {
-        Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+        Framing::Chunked | Framing::ChunkedWithTrailers => {
+            out.extend_from_slice(b"0\r\n");
+            for (name, value) in trailers.iter().flatten() {
+                if trailer_allowed(name) {
+                    field(out, name.as_str().as_bytes(), value.as_bytes());
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+        }
         Framing::Length(_) if remaining != 0 => {
             io.write_all(out).await?;
             tracing::debug!(
@@ -535,6 +568,35 @@ where
     }
     io.write_all(out).await?;
     Ok(framing != Framing::Close)
+}
+
+/// RFC 9110 6.5.1: no trailer field may carry what frames, routes, authenticates or
+/// describes the message; an upstream's such fields are dropped.
+fn trailer_allowed(name: &HeaderName) -> bool {
+    let forbidden = [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::HOST,
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::CONTENT_ENCODING,
+        header::CONTENT_TYPE,
+        header::CONTENT_RANGE,
+        header::AUTHORIZATION,
+        header::PROXY_AUTHORIZATION,
+        header::WWW_AUTHENTICATE,
+        header::PROXY_AUTHENTICATE,
+        header::SET_COOKIE,
+        header::CACHE_CONTROL,
+        header::EXPIRES,
+        header::DATE,
+        header::LOCATION,
+        header::RETRY_AFTER,
+        header::VARY,
+    ];
+    !forbidden.contains(name) && name.as_str() != "keep-alive"
 }
 
 /// Polls `body` once without registering interest anywhere: what is ready now.

@@ -330,3 +330,34 @@ async fn a_client_that_leaves_cancels_its_request_and_shutdown_closes_idle_conne
             .unwrap()
     );
 }
+
+#[tokio::test]
+async fn trailers_go_only_to_clients_that_asked_and_never_framing_ones() {
+    let (h, _) = head("GET / HTTP/1.1\r\nHost: a\r\nTE: gzip, Trailers\r\n\r\n");
+    assert!(h.trailers);
+    let (h, _) = head("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(!h.trailers);
+    let with_trailers = || {
+        let mut fields = http::HeaderMap::new();
+        fields.insert("grpc-status", "0".parse().unwrap());
+        fields.insert("content-length", "999".parse().unwrap());
+        let frames = [
+            Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from("ab"))),
+            Ok(http_body::Frame::trailers(fields)),
+        ];
+        Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    };
+    let (wire, clean) = body_bytes(with_trailers(), Framing::ChunkedWithTrailers).await;
+    assert!(clean);
+    assert_eq!(
+        String::from_utf8(wire).unwrap(),
+        "HEAD\r\n2\r\nab\r\n0\r\ngrpc-status: 0\r\n\r\n"
+    );
+    let (wire, _) = body_bytes(with_trailers(), Framing::Chunked).await;
+    assert_eq!(
+        String::from_utf8(wire).unwrap(),
+        "HEAD\r\n2\r\nab\r\n0\r\n\r\n"
+    );
+}
