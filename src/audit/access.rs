@@ -29,6 +29,7 @@ pub struct SearchParams {
     pub decision: Option<String>,
     pub status: Option<String>,
     pub kind: Option<String>,
+    pub decision_id: Option<String>,
     pub text: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
@@ -69,6 +70,7 @@ impl SearchParams {
             decision: given(&self.decision),
             status,
             kind: given(&self.kind),
+            decision_id: given(&self.decision_id),
             text: given(&self.text),
         })
     }
@@ -106,6 +108,7 @@ impl SearchParams {
             ("decision", &self.decision),
             ("status", &self.status),
             ("kind", &self.kind),
+            ("decision_id", &self.decision_id),
             ("text", &self.text),
         ];
         for (name, value) in fields {
@@ -221,7 +224,17 @@ mod tests {
 
     #[test]
     fn filter_query_encodes_and_keeps_order() {
-        let p = params("text=a%26b&route=r&subject=s+t&cursor=abc&format=csv");
-        assert_eq!(p.filter_query(), "subject=s+t&route=r&text=a%26b");
+        let p = params("text=a%26b&route=r&subject=s+t&cursor=abc&format=csv&decision_id=d-1");
+        assert_eq!(
+            p.filter_query(),
+            "subject=s+t&route=r&decision_id=d-1&text=a%26b"
+        );
+        assert_eq!(
+            p.filter(jiff::Timestamp::now())
+                .unwrap()
+                .decision_id
+                .as_deref(),
+            Some("d-1")
+        );
     }
 }

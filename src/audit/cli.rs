@@ -55,6 +55,10 @@ pub struct QueryArgs {
     /// Event kind (request, outcome, config_load, retention, audit_access).
     #[arg(long)]
     pub kind: Option<String>,
+    /// Decision id: the `X-Portcullis-Decision-Id` sent upstream, the request id on
+    /// portcullis's pages.
+    #[arg(long)]
+    pub decision_id: Option<String>,
     /// Case-insensitive text anywhere in path, query, identity, rule, reasons, detail...
     #[arg(long)]
     pub text: Option<String>,
@@ -106,6 +110,7 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<()> {
         decision: args.decision,
         status: args.status,
         kind: args.kind,
+        decision_id: args.decision_id,
         text: args.text,
     };
     let events = query::collect(&store, &filter, args.limit).await?;

@@ -41,6 +41,9 @@ pub struct AuditFilter {
     pub decision: Option<String>,
     pub status: Option<i64>,
     pub kind: Option<String>,
+    /// The decision id (`X-Portcullis-Decision-Id`, the request id on portcullis's pages):
+    /// every event of that request, found through its index.
+    pub decision_id: Option<String>,
     /// Case-insensitive substring of path, query, subject, email, route, rule, reasons,
     /// user agent, host, client address, upstream, decision id and detail.
     pub text: Option<String>,
@@ -257,6 +260,7 @@ pub(crate) fn query_sql(
         ("route_id", &filter.route),
         ("decision", &filter.decision),
         ("kind", &filter.kind),
+        ("decision_id", &filter.decision_id),
     ];
     for (column, value) in exact {
         if let Some(value) = value {

@@ -139,7 +139,9 @@ fn chain_of(instance: &str, n: usize) -> Vec<StoredEvent> {
             let decision = if i % 3 == 0 { "deny" } else { "allow" };
             let status = if i % 3 == 0 { 403 } else { 200 };
             let subject = format!("user{}", i % 4);
-            chain.append(request("billing", &subject, decision, status, &at))
+            let mut event = request("billing", &subject, decision, status, &at);
+            event.decision_id = Some(format!("{instance}-{i}"));
+            chain.append(event)
         })
         .collect()
 }
@@ -192,6 +194,11 @@ async fn store_appends_queries_filters_and_pages() {
             ..f()
         };
         assert_eq!(count(route).await, 40, "{name}");
+        let by_id = AuditFilter {
+            decision_id: Some("gate-a-7".into()),
+            ..f()
+        };
+        assert_eq!(count(by_id).await, 1, "{name}");
         let none = AuditFilter {
             route: Some("nope".into()),
             ..f()
