@@ -3,9 +3,9 @@
 //! page); `format=jsonl` and `format=csv` stream every matching event (JSON Lines keyed by
 //! column, or CSV with a header row; `limit` caps the count when given). Filters: `since`,
 //! `until` (a duration ago or RFC 3339), `subject`, `email`, `route`, `decision`, `status`,
-//! `kind`, `decision_id`, `text`. Guarded by the `audit.access` policy against the caller's browser session
-//! (401 without one, 403 when the policy denies). Every call, allowed or not, is itself an
-//! `audit_access` event. 404 when `[audit]` is absent.
+//! `kind`, `decision_id`, `text`. Guarded by the `audit.access` policy against the caller's
+//! browser session (401 without one, 403 when the policy denies). Every call, allowed or not,
+//! is itself an `audit_access` event. 404 when `[audit]` is absent.
 
 use std::sync::Arc;
 
