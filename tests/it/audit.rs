@@ -549,6 +549,61 @@ async fn postgres_outage_spools_then_replays_without_loss_or_duplicates() {
     db.close().await;
 }
 
+#[tokio::test]
+async fn a_locked_sqlite_file_spools_then_replays_without_loss_or_duplicates() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/audit.db", dir.path().display());
+    let store = Store::Sqlite(SqliteStore::open(&url).await.unwrap());
+    let (sink, handle) = writer::start(store.clone(), "gate-l", dir.path(), options(256))
+        .await
+        .unwrap();
+    let record = |n: usize, from: usize| {
+        for i in from..from + n {
+            let mut event = AuditEvent::new(kind::REQUEST, jiff::Timestamp::now());
+            event.path = Some(format!("/{i}"));
+            sink.record(event).unwrap();
+        }
+    };
+    let count = || async { verify(&store).await.unwrap().events };
+    record(300, 0);
+    sink.flush().await;
+    assert_eq!(count().await, 300);
+
+    // Another process holds the write lock longer than the writer's busy timeout (5 s).
+    let mut locker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    record(300, 300);
+    sink.flush().await;
+    assert!(!sink.store_writable(), "spooling while the file is locked");
+    let spooled = std::fs::read_to_string(dir.path().join("gate-l.jsonl")).unwrap();
+    assert_eq!(spooled.lines().count(), 300);
+
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    locker.close().await.unwrap();
+    let mut waited = 0;
+    while !sink.store_writable() || count().await < 600 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+        assert!(
+            waited < 150,
+            "replay did not finish: {} rows",
+            count().await
+        );
+    }
+    record(100, 600);
+    handle.shutdown(Duration::from_secs(5)).await;
+    let report = verify(&store).await.unwrap();
+    assert_eq!((report.events, report.broken), (700, None));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("gate-l.jsonl")).unwrap(),
+        ""
+    );
+}
+
 /// A config for the proxy with an SQLite audit trail in `dir`.
 fn audit_config(dir: &Path, extra: &str, routes: &str) -> String {
     format!(
