@@ -97,9 +97,10 @@ pub(super) async fn dispatch(
     }
     let reserved = req.uri().path().starts_with("/.portcullis");
     match &dispatch.gateway {
-        // Boxed: the caller keeps this future in place and moves it in; the gateway's
-        // future is large, a box is one pointer.
-        Some(state) if !reserved => Box::pin(super::gateway::serve(state, info, req)).await,
+        // Inline: the own HTTP/1 loop pins this future where it lives, once per connection,
+        // so a request costs no allocation and no copy of the gateway's (large) future;
+        // hyper's service boxes it instead (hyper moves service futures).
+        Some(state) if !reserved => super::gateway::serve(state, info, req).await,
         _ => {
             req.extensions_mut().insert(info);
             match dispatch.router.clone().oneshot(req).await {
@@ -360,7 +361,10 @@ impl Connection {
         let router = self.router;
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let current = router.load_full();
-            async move { Ok::<_, Infallible>(dispatch(&current, info, req.map(Body::new)).await) }
+            async move {
+                let response = Box::pin(dispatch(&current, info, req.map(Body::new))).await;
+                Ok::<_, Infallible>(response)
+            }
         });
         let conn = self
             .builder
