@@ -361,3 +361,33 @@ async fn trailers_go_only_to_clients_that_asked_and_never_framing_ones() {
         "HEAD\r\n2\r\nab\r\n0\r\n\r\n"
     );
 }
+
+#[test]
+fn heads_with_more_fields_than_the_stack_table_parse_on_the_heap() {
+    let limits = ConnLimits {
+        max_headers: 200,
+        max_header_bytes: 64 * 1024,
+        ..limits()
+    };
+    let mut text = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..150 {
+        text.push_str(&format!("X-F{i}: {i}\r\n"));
+    }
+    text.push_str("\r\n");
+    let mut buf = BytesMut::from(text.as_str());
+    match parse(&mut buf, &limits) {
+        Parsed::Head(head) => {
+            assert_eq!(head.request.headers().len(), 151);
+            assert_eq!(head.request.headers()["x-f149"], "149");
+        }
+        _ => panic!("150 fields under a limit of 200 were not parsed"),
+    }
+    // One over the limit: hyper answers 431.
+    let mut over = String::from("GET / HTTP/1.1\r\n");
+    for i in 0..201 {
+        over.push_str(&format!("X-F{i}: {i}\r\n"));
+    }
+    over.push_str("\r\n");
+    let mut buf = BytesMut::from(over.as_str());
+    assert!(matches!(parse(&mut buf, &limits), Parsed::Handover));
+}
