@@ -238,12 +238,7 @@ fn answer(
 /// The audit trail cannot take the event: refuse rather than answer unrecorded.
 fn audit_unavailable(id: uuid::Uuid, html: bool) -> Response<Body> {
     tracing::warn!(request_id = %id, "audit trail full or failing: forward-auth answered 503");
-    pages::error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The service is busy; please try again shortly.",
-        id,
-        html,
-    )
+    pages::audit_unavailable(id, html)
 }
 
 #[cfg(test)]

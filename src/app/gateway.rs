@@ -249,14 +249,8 @@ fn upstream_failure(route_id: &str, id: Uuid, error: &ProxyError, html: bool) ->
 /// The audit trail cannot take the event: refuse rather than serve unrecorded.
 fn audit_unavailable(route_id: &str, id: Uuid, started: Instant, html: bool) -> Response<Body> {
     tracing::warn!(request_id = %id, route = route_id, "audit trail full or failing: 503");
-    let status = StatusCode::SERVICE_UNAVAILABLE;
-    record(route_id, "error", status, started);
-    pages::error_page(
-        status,
-        "The service is busy; please try again shortly.",
-        id,
-        html,
-    )
+    record(route_id, "error", StatusCode::SERVICE_UNAVAILABLE, started);
+    pages::audit_unavailable(id, html)
 }
 
 /// Metric handles of one route, cached per worker thread: building a labelled key and looking

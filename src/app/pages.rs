@@ -82,6 +82,17 @@ pub fn unauthorized(id: Uuid, html: bool) -> Response<Body> {
     response
 }
 
+/// 503 when the audit trail cannot take the request's event: refused rather than served (or
+/// answered) unrecorded.
+pub fn audit_unavailable(id: Uuid, html: bool) -> Response<Body> {
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The service is busy; please try again shortly.",
+        id,
+        html,
+    )
+}
+
 /// 401 for a bearer token that failed validation (RFC 6750 `invalid_token`).
 pub fn invalid_token(id: Uuid, html: bool) -> Response<Body> {
     let mut response = error_page(
