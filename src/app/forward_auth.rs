@@ -19,9 +19,9 @@ use url::Url;
 use super::AppState;
 use super::listener::ConnInfo;
 use super::pages;
-use crate::audit::{Asked, RequestAudit, RequestStart};
+use crate::audit::{Asked, RequestStart};
 use crate::config::RouteConfig;
-use crate::identity::Presented;
+use crate::identity::{Identity, Presented};
 use crate::policy::{self, Outcome, RequestFacts};
 use crate::proxy::{
     self, X_PORTCULLIS_DECISION_ID, X_PORTCULLIS_EMAIL, X_PORTCULLIS_GROUPS,
@@ -152,9 +152,34 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         audit.presented(&presented);
         audit.via_forward_auth();
     }
-    let response = answer(
-        &state, route, &original, &path, client_ip, &presented, id, html, &mut audit,
-    );
+    let response = match &presented {
+        Presented::InvalidBearer { reason } => {
+            tracing::debug!(request_id = %id, route = %route.id, %reason, "forward-auth: invalid bearer");
+            pages::invalid_token(id, html)
+        }
+        _ => {
+            let identity = presented.identity();
+            let facts = RequestFacts {
+                decision_id: id,
+                method: &original.method,
+                path: &path,
+                client_ip,
+                identity,
+            };
+            let decision = policy::evaluate(&route.policy, &facts, jiff::Timestamp::now());
+            if let Some(audit) = audit.as_mut() {
+                audit.decided(&decision);
+            }
+            tracing::debug!(
+                target: "portcullis::access",
+                request_id = %id,
+                route = %route.id,
+                decision = decision.outcome.as_str(),
+                "forward-auth"
+            );
+            answer(&state, route, decision.outcome, identity, id, html)
+        }
+    };
     if let Some(audit) = audit.take()
         && audit.finish(response.status(), None).await.is_err()
     {
@@ -163,43 +188,16 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
     response
 }
 
-/// The decision and the answer to the ingress, recorded in `audit`.
-#[allow(clippy::too_many_arguments)]
+/// The answer to the ingress for a decided `outcome`.
 fn answer(
     state: &AppState,
     route: &RouteConfig,
-    original: &Original,
-    path: &str,
-    client_ip: std::net::IpAddr,
-    presented: &Presented,
+    outcome: Outcome,
+    identity: Option<&Identity>,
     id: uuid::Uuid,
     html: bool,
-    audit: &mut Option<RequestAudit>,
 ) -> Response<Body> {
-    if let Presented::InvalidBearer { reason } = presented {
-        tracing::debug!(request_id = %id, route = %route.id, %reason, "forward-auth: invalid bearer");
-        return pages::invalid_token(id, html);
-    }
-    let identity = presented.identity();
-    let facts = RequestFacts {
-        decision_id: id,
-        method: &original.method,
-        path,
-        client_ip,
-        identity,
-    };
-    let decision = policy::evaluate(&route.policy, &facts, jiff::Timestamp::now());
-    if let Some(audit) = audit.as_mut() {
-        audit.decided(&decision);
-    }
-    tracing::debug!(
-        target: "portcullis::access",
-        request_id = %id,
-        route = %route.id,
-        decision = decision.outcome.as_str(),
-        "forward-auth"
-    );
-    match decision.outcome {
+    match outcome {
         Outcome::Allow => {
             let mut response = Response::new(Body::empty());
             let headers = response.headers_mut();
