@@ -262,10 +262,7 @@ impl Sessions {
         headers: &HeaderMap,
         now: Timestamp,
     ) -> Result<Loaded, SessionError> {
-        let Some(value) = cookie_value(headers, &self.inner.cookies.session) else {
-            return Ok(Loaded::Absent);
-        };
-        let Ok(id) = value.parse::<Id>() else {
+        let Some(id) = self.presented_id(headers) else {
             return Ok(Loaded::Absent);
         };
         let store = &self.inner.store;
@@ -387,13 +384,17 @@ impl Sessions {
     /// Ends the session whose cookie `headers` carry, if any, without loading it: a new login
     /// replaces it, and a copy of the old cookie must not stay usable until its idle timeout.
     pub async fn end_presented(&self, headers: &HeaderMap) -> Result<(), SessionError> {
-        let Some(value) = cookie_value(headers, &self.inner.cookies.session) else {
-            return Ok(());
-        };
-        let Ok(id) = value.parse::<Id>() else {
-            return Ok(());
-        };
-        self.delete_session(&id).await
+        match self.presented_id(headers) {
+            Some(id) => self.delete_session(&id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The session id the request's cookie names, if it is one at all.
+    fn presented_id(&self, headers: &HeaderMap) -> Option<Id> {
+        cookie_value(headers, &self.inner.cookies.session)?
+            .parse()
+            .ok()
     }
 
     /// `Set-Cookie` that removes the session cookie from the browser.
