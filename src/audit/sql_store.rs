@@ -3,7 +3,8 @@
 //! `ON CONFLICT DO NOTHING`, `excluded.`, `||`, `LOWER`, `LIKE .. ESCAPE`); only the
 //! placeholder style differs, and [`super::store::Sql`] takes care of it. A macro rather than
 //! generics over `sqlx::Database` because sqlx's executor bounds make generic code far longer
-//! than the thing it abstracts.
+//! than the thing it abstracts. Appends are each store's own (`append_rows`): SQLite writes
+//! through the writer's own connection, Postgres through its pool.
 
 /// Implements `AuditStore` for `$store` (a struct with a `pool: sqlx::Pool<$db>` field).
 macro_rules! audit_store_impl {
@@ -190,62 +191,3 @@ macro_rules! audit_store_impl {
 }
 
 pub(crate) use audit_store_impl;
-
-/// Defines `sqlx_append_batch(pool, events)`: one transaction of multi-row INSERTs through sqlx,
-/// for stores without a faster path of their own (Postgres).
-macro_rules! sqlx_append_batch {
-    ($db:ty, $dollar:expr) => {
-        pub(crate) async fn sqlx_append_batch(
-            pool: &sqlx::Pool<$db>,
-            events: &[$crate::audit::event::StoredEvent],
-        ) -> Result<(), $crate::audit::store::StoreError> {
-            use $crate::audit::event::ColumnValue;
-            use $crate::audit::store::{Sql, StoreError, insert_chunks, insert_text};
-            if events.is_empty() {
-                return Ok(());
-            }
-            let mut tx = pool.begin().await?;
-            let mut inserted = 0u64;
-            for chunk in insert_chunks(events) {
-                // Fixed texts (cached prepared statements) with borrowed binds: no SQL
-                // is built and no column is copied before sqlx takes the values.
-                let mut query = sqlx::query(insert_text(chunk.len(), $dollar));
-                for event in chunk {
-                    for value in event.column_values() {
-                        query = match value {
-                            ColumnValue::Text(text) => query.bind(text),
-                            ColumnValue::Int(n) => query.bind(n),
-                        };
-                    }
-                }
-                inserted += query.execute(&mut *tx).await?.rows_affected();
-            }
-            if inserted < events.len() as u64 {
-                // Some rows were there already: fine for a replay of the same events,
-                // a conflict if another process wrote different ones.
-                for event in events {
-                    let mut sql =
-                        Sql::new("SELECT hash FROM audit_events WHERE instance = ", $dollar);
-                    sql.text(&event.instance)
-                        .push(" AND seq = ")
-                        .bind($crate::audit::store::Bind::Int(Some(event.seq)));
-                    let row = bound(&sql).fetch_optional(&mut *tx).await?;
-                    let hash: Option<String> = match &row {
-                        Some(row) => sqlx::Row::try_get(row, 0)?,
-                        None => None,
-                    };
-                    if hash.as_deref() != Some(event.hash.as_str()) {
-                        return Err(StoreError::Conflict {
-                            instance: event.instance.clone(),
-                            seq: event.seq,
-                        });
-                    }
-                }
-            }
-            tx.commit().await?;
-            Ok(())
-        }
-    };
-}
-
-pub(crate) use sqlx_append_batch;
