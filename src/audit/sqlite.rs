@@ -14,6 +14,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use rusqlite::OptionalExtension as _;
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -152,11 +153,7 @@ fn insert(conn: &mut rusqlite::Connection, events: &[StoredEvent]) -> Result<(),
         for event in chunk {
             let hash: Option<String> = existing
                 .query_row((&event.instance, event.seq), |row| row.get(0))
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(e),
-                })?;
+                .optional()?;
             if hash.as_deref() != Some(event.hash.as_str()) {
                 return Err(StoreError::Conflict {
                     instance: event.instance.clone(),
