@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use http::{HeaderMap, Method, Response};
-
-use super::target::Target;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use super::target::Target;
 
 mod body;
 mod chunked;
@@ -81,6 +81,12 @@ impl Conn {
         std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
 
+    /// Whether an idle connection may take a request: not idle past [`IDLE_TIMEOUT`] and
+    /// still looking alive.
+    fn reusable(&mut self, now: Instant) -> bool {
+        now.duration_since(self.idle_since) < IDLE_TIMEOUT && self.looks_alive()
+    }
+
     /// Whether an idle connection still looks usable: its socket has not turned readable
     /// (a FIN, a reset or stray bytes) while it sat in the pool.
     fn looks_alive(&mut self) -> bool {
@@ -113,8 +119,9 @@ impl Slot {
     /// The most recently used idle connection that still looks alive.
     fn take(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
         while let Some(mut conn) = idle.pop_back() {
-            if conn.idle_since.elapsed() < IDLE_TIMEOUT && conn.looks_alive() {
+            if conn.reusable(now) {
                 return Some(conn);
             }
         }
@@ -127,9 +134,7 @@ impl Slot {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let before = idle.len();
-        idle.retain_mut(|conn| {
-            now.duration_since(conn.idle_since) < IDLE_TIMEOUT && conn.looks_alive()
-        });
+        idle.retain_mut(|conn| conn.reusable(now));
         before - idle.len()
     }
 
