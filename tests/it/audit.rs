@@ -381,6 +381,15 @@ async fn retention_deletes_a_prefix_and_verify_resumes_at_the_checkpoint() {
     }
 }
 
+/// Queues `n` request events with paths `/from` .. `/from+n-1`.
+fn record_paths(sink: &writer::AuditSink, from: usize, n: usize) {
+    for i in from..from + n {
+        let mut event = AuditEvent::new(kind::REQUEST, jiff::Timestamp::now());
+        event.path = Some(format!("/{i}"));
+        sink.record(event).unwrap();
+    }
+}
+
 fn options(batch: usize) -> WriterOptions {
     WriterOptions {
         capacity: 65_536,
@@ -494,13 +503,7 @@ async fn postgres_outage_spools_then_replays_without_loss_or_duplicates() {
     let (sink, handle) = writer::start(store.clone(), "gate-o", dir.path(), options(256))
         .await
         .unwrap();
-    let record = |n: usize, from: usize| {
-        for i in from..from + n {
-            let mut event = AuditEvent::new(kind::REQUEST, jiff::Timestamp::now());
-            event.path = Some(format!("/{i}"));
-            sink.record(event).unwrap();
-        }
-    };
+    let record = |n: usize, from: usize| record_paths(&sink, from, n);
     record(300, 0);
     sink.flush().await;
     assert_eq!(db.count().await, 300);
@@ -558,13 +561,7 @@ async fn a_locked_sqlite_file_spools_then_replays_without_loss_or_duplicates() {
     let (sink, handle) = writer::start(store.clone(), "gate-l", dir.path(), options(256))
         .await
         .unwrap();
-    let record = |n: usize, from: usize| {
-        for i in from..from + n {
-            let mut event = AuditEvent::new(kind::REQUEST, jiff::Timestamp::now());
-            event.path = Some(format!("/{i}"));
-            sink.record(event).unwrap();
-        }
-    };
+    let record = |n: usize, from: usize| record_paths(&sink, from, n);
     let count = || async { verify(&store).await.unwrap().events };
     record(300, 0);
     sink.flush().await;
