@@ -2,6 +2,11 @@
 //! (or as the real binary where a test measures the process itself).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// The allocator the `portcullis` binary runs with, so in-process servers and the measured
+// tests (`audit_throughput`) behave as in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod support;
 
 mod admin;
