@@ -38,7 +38,7 @@ start_upstream "${BINARIES[0]}" 30
 nginx -p "$RUN_DIR" -c "$BENCH_DIR/nginx.conf" -e "$RUN_DIR/error.log" >/dev/null 2>&1 &
 PIDS+=($!)
 NGINX_MASTER=$!
-wait_port http://127.0.0.1:18002/ 30
+wait_ready nginx http://127.0.0.1:18002/ "" "$RUN_DIR/error.log" 30
 NGINX_WORKERS=$(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')
 
 # Measures one target: prints "req/s user_us/req sys_us/req".
@@ -64,7 +64,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         (cd "$RUN_DIR" && RUST_LOG=warn exec "$binary" serve --config "$CONFIG") \
             >"$RUN_DIR/portcullis.log" 2>&1 &
         pid=$!
-        wait_port http://127.0.0.1:18080/ 30
+        wait_ready portcullis http://127.0.0.1:18080/ "" "$RUN_DIR/portcullis.log" 30
         wrk -t2 -c"$CONNECTIONS" -d1s http://127.0.0.1:18080/ >/dev/null
         printf '%-5s %-40s %s\n' "$round" "$(basename "$binary")" "$(measure http://127.0.0.1:18080/ "$pid")"
         kill -TERM "$pid"

@@ -51,7 +51,7 @@ count() {
     (cd "$RUN_DIR" && RUST_LOG=warn exec valgrind --tool=callgrind --instr-atstart=no \
         --callgrind-out-file="$out.%p" "$@") >"$RUN_DIR/$name.log" 2>&1 &
     local vg=$!
-    wait_port "$url" 60
+    wait_ready "$name" "$url" "" "$RUN_DIR/$name.log" 60
     wrk -t1 -c"$CONNECTIONS" -d2s "$url" >/dev/null
     callgrind_control -i on "$vg" >/dev/null
     local requests

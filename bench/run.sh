@@ -52,46 +52,19 @@ for tool in wrk nginx curl awk; do
     }
 done
 
-RUN_DIR=$(mktemp -d -t portcullis-bench.XXXXXX)
-mkdir -p "$RUN_DIR/tmp" "$RUN_DIR/results" "$RUN_DIR/portcullis"
-PIDS=()
-WRK_PID=""
-
-cleanup() {
-    local pid
-    [[ -z $WRK_PID ]] || kill -TERM "$WRK_PID" 2>/dev/null || true
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$RUN_DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"
+bench_run_dir bench
+mkdir -p "$RUN_DIR/results" "$RUN_DIR/portcullis"
 
 port_in_use() {
     (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null
 }
 
-# Polls URL until it answers 200 with a body containing EXPECTED, or fails after the timeout,
-# showing LOG (the process's output) so a start-up error is visible.
-wait_ready() {
-    local name=$1 url=$2 expected=$3 log=$4
-    local deadline=$((SECONDS + START_TIMEOUT_SECONDS))
-    local body
-    until body=$(curl -fsS --max-time 2 "$url" 2>/dev/null) && [[ $body == *"$expected"* ]]; do
-        if ((SECONDS >= deadline)); then
-            echo "$name did not answer 200 '$expected' at $url within ${START_TIMEOUT_SECONDS}s" >&2
-            curl -sS -i --max-time 2 "$url" >&2 || true
-            echo "--- $log ---" >&2
-            tail -n 30 "$log" >&2 || true
-            exit 1
-        fi
-        sleep 0.2
-    done
-    echo "$name ready: $url"
+# wait_ready (common.sh), then says so.
+ready() {
+    wait_ready "$@" "$START_TIMEOUT_SECONDS"
+    echo "$1 ready: $2"
 }
 
 for addr in "$UPSTREAM_ADDR" "$NGINX_ADDR" "$PORTCULLIS_ADDR" "$ADMIN_ADDR"; do
@@ -121,13 +94,13 @@ fi
 echo "==> upstream: ${UPSTREAM_CMD[*]}"
 "${UPSTREAM_CMD[@]}" >"$RUN_DIR/upstream.log" 2>&1 &
 PIDS+=($!)
-wait_ready upstream "http://$UPSTREAM_ADDR/" ok "$RUN_DIR/upstream.log"
+ready upstream "http://$UPSTREAM_ADDR/" ok "$RUN_DIR/upstream.log"
 
 NGINX_CMD=(nginx -p "$RUN_DIR" -c "$BENCH_DIR/nginx.conf" -e "$RUN_DIR/error.log")
 echo "==> nginx: ${NGINX_CMD[*]}"
 "${NGINX_CMD[@]}" >"$RUN_DIR/nginx.log" 2>&1 &
 PIDS+=($!)
-wait_ready nginx "http://$NGINX_ADDR/" ok "$RUN_DIR/error.log"
+ready nginx "http://$NGINX_ADDR/" ok "$RUN_DIR/error.log"
 
 TARGETS=(direct nginx)
 declare -A URLS=([direct]="http://$UPSTREAM_ADDR/" [nginx]="http://$NGINX_ADDR/")
@@ -139,8 +112,8 @@ if ((only_nginx == 0)); then
     (cd "$RUN_DIR/portcullis" && RUST_LOG=${RUST_LOG:-warn} exec "${PORTCULLIS_CMD[@]}") \
         >"$RUN_DIR/portcullis.log" 2>&1 &
     PIDS+=($!)
-    wait_ready "portcullis admin" "http://$ADMIN_ADDR/healthz" "" "$RUN_DIR/portcullis.log"
-    wait_ready portcullis "http://$PORTCULLIS_ADDR/" ok "$RUN_DIR/portcullis.log"
+    ready "portcullis admin" "http://$ADMIN_ADDR/healthz" "" "$RUN_DIR/portcullis.log"
+    ready portcullis "http://$PORTCULLIS_ADDR/" ok "$RUN_DIR/portcullis.log"
     TARGETS+=(portcullis)
     URLS[portcullis]="http://$PORTCULLIS_ADDR/"
 fi
