@@ -151,8 +151,7 @@ fn spawn_checkpointer(
     path: PathBuf,
     appender: std::sync::Weak<Mutex<Appender>>,
 ) -> Result<(), StoreError> {
-    let conn = rusqlite::Connection::open(&path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let conn = connect(&path)?;
     std::thread::Builder::new()
         .name("audit-checkpoint".into())
         .spawn(move || {
@@ -231,7 +230,10 @@ mod tests {
         let mut chain = crate::audit::chain::Chain::resume("t", None);
         let events: Vec<_> = (0..500)
             .map(|i| {
-                let mut event = crate::audit::AuditEvent::new("request", jiff::Timestamp::now());
+                let mut event = crate::audit::AuditEvent::new(
+                    crate::audit::event::kind::REQUEST,
+                    jiff::Timestamp::now(),
+                );
                 event.path = Some(format!("/items/{i}"));
                 chain.append(event)
             })
