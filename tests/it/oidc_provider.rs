@@ -285,15 +285,22 @@ impl OidcProvider {
     /// Adds new signing keys (ES256 and RS256, new kids) first in the JWKS; old keys stay
     /// published. Returns the kids after rotation, newest first.
     pub async fn rotate_keys(&self) -> Vec<String> {
-        let response = self
-            .http
-            .post(self.url("/__test/rotate-keys"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let response = self.test_post("/__test/rotate-keys").await;
         let body: Value = response.json().await.unwrap();
         serde_json::from_value(body["kids"].clone()).unwrap()
+    }
+
+    /// Makes the provider forget every session, grant and token: the next refresh is
+    /// answered `invalid_grant`.
+    pub async fn forget_grants(&self) {
+        self.test_post("/__test/forget-grants").await;
+    }
+
+    /// POSTs to a body-less test endpoint, which must answer 200.
+    async fn test_post(&self, path: &str) -> reqwest::Response {
+        let response = self.http.post(self.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response
     }
 
     /// Re-registers the web client with new URIs (when the relying party's port is known only

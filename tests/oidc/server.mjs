@@ -22,9 +22,12 @@
 //                             the new keys, old ones stay published so issued tokens verify
 //   POST /__test/clients      body: a JSON array of client metadata merged by client_id, e.g. to
 //                             set the relying party's redirect_uris once its port is known
-// Both POSTs rebuild the Provider object in-process and swap it in: sessions, grants and tokens
-// survive because oidc-provider's memory adapter keeps them in module-level storage, and cookie
-// signing keys are fixed.
+//   POST /__test/forget-grants  forgets every session, grant and token (a provider that lost its
+//                             state or revoked everything): the next refresh gets invalid_grant
+// Both rebuilding POSTs build a new Provider object in-process and swap it in: sessions, grants
+// and tokens survive, as a real provider's database would across a key rotation, because every
+// Provider built here shares one store (`STORE`; oidc-provider's default gives each Provider
+// object a store of its own), and cookie signing keys are fixed.
 //
 // Login: GET /interaction/<uid> shows a plain HTML form (no JavaScript) with a `login` text
 // field; POSTing a known username logs that user in, and consent for whatever the client asked
@@ -35,6 +38,12 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 
 import Provider, { errors } from 'oidc-provider';
+// The package's own in-memory adapter and its LRU, constructed over one store for the process.
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
+import LRU from 'oidc-provider/lib/helpers/lru.js';
+
+const STORE = new LRU({ maxSize: 100000 });
+const adapter = (model) => new MemoryAdapter(model, STORE);
 
 const USERS = {
   alice: { name: 'Alice Anders', email: 'alice@corp.example', email_verified: true, groups: ['eng', 'security'] },
@@ -151,6 +160,7 @@ function buildProvider(issuer) {
     clients: state.clients,
     jwks: { keys: state.keys },
     findAccount,
+    adapter,
     claims: CLAIMS,
     scopes: scopes(),
     // Scope-requested claims (groups, email) go into the id_token too, as Okta and Keycloak do.
@@ -278,6 +288,10 @@ async function testEndpoint(req, res, url, rebuild) {
     saveKeys(keysFile, state.keys);
     rebuild();
     return send(res, 200, 'application/json', JSON.stringify({ kids: state.keys.map((k) => k.kid) }));
+  }
+  if (req.method === 'POST' && url.pathname === '/__test/forget-grants') {
+    STORE.clear();
+    return send(res, 200, 'text/plain', 'forgotten\n');
   }
   if (req.method === 'POST' && url.pathname === '/__test/clients') {
     const previous = state.clients;

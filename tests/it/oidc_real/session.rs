@@ -210,10 +210,21 @@ async fn rotated_signing_keys_are_picked_up_after_the_jwks_refetch_interval() {
         "{header}"
     );
 
-    // The early session's access token expired long ago, so the next request refreshes. The
-    // test provider forgets refresh tokens when it rebuilds itself for the rotation and answers
-    // invalid_grant: portcullis ends that session and sends the browser to log in again (no
-    // error page, no loop), and the new login works with the new keys.
+    // The early session's access token expired long ago, so the next request refreshes with
+    // the refresh token issued before the rotation: the provider still honours it, and the
+    // renewed id_token, signed with a new key, is accepted without a new login.
+    let (_, response, chain) = real.visit(&early, "/app/", "alice").await;
+    assert_eq!(response.status(), 200, "{chain:?}");
+    assert!(
+        !chain.iter().any(|u| u.path() == "/.portcullis/login"),
+        "a refresh across the rotation needs no login: {chain:?}"
+    );
+
+    // A provider that has forgotten the grant answers the next refresh with invalid_grant:
+    // portcullis ends that session and sends the browser to log in again (no error page, no
+    // loop), and the new login works.
+    real.provider.forget_grants().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let (_, response, chain) = real.visit(&early, "/app/", "alice").await;
     assert_eq!(response.status(), 200, "{chain:?}");
     assert!(
