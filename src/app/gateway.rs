@@ -237,9 +237,13 @@ fn upstream_failure(route_id: &str, id: Uuid, error: &ProxyError, html: bool) ->
         tracing::warn!(request_id = %id, route = route_id, %error, "upstream failure");
         metrics::counter!(names::UPSTREAM_ERRORS, "route" => route_id.to_owned(), "kind" => kind)
             .increment(1);
+    } else {
+        tracing::debug!(request_id = %id, route = route_id, %error, "request body refused");
     }
     let message = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large.",
+        StatusCode::BAD_REQUEST => "The request body could not be read.",
+        StatusCode::REQUEST_TIMEOUT => "The request body did not arrive in time.",
         StatusCode::GATEWAY_TIMEOUT => "The service behind this address did not answer in time.",
         _ => "The service behind this address is unavailable.",
     };

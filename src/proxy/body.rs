@@ -168,16 +168,17 @@ where
     }
 }
 
-/// Whether `err` (or anything in its source chain) is our body's size-limit error.
-pub(crate) fn is_too_large(err: &(dyn StdError + 'static)) -> bool {
+/// The first [`BodyError`] in `err`'s source chain: in an upstream exchange's error, the
+/// guarded request body's failure that caused it.
+pub(crate) fn request_body_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a BodyError> {
     let mut current = Some(err);
     while let Some(e) = current {
-        if let Some(BodyError::TooLarge) = e.downcast_ref::<BodyError>() {
-            return true;
+        if let Some(body_error) = e.downcast_ref::<BodyError>() {
+            return Some(body_error);
         }
         current = e.source();
     }
-    false
+    None
 }
 
 #[cfg(test)]
@@ -212,7 +213,23 @@ mod tests {
         assert!(body.frame().await.unwrap().is_ok());
         let err = body.frame().await.unwrap().unwrap_err();
         assert!(matches!(err, BodyError::TooLarge));
-        assert!(is_too_large(&err));
+        // Found through a wrapping error's source chain, as in an upstream exchange's error.
+        #[derive(Debug)]
+        struct Exchange(BodyError);
+        impl fmt::Display for Exchange {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("exchange failed")
+            }
+        }
+        impl StdError for Exchange {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        assert!(matches!(
+            request_body_error(&Exchange(err)),
+            Some(BodyError::TooLarge)
+        ));
     }
 
     #[tokio::test]

@@ -22,6 +22,14 @@ pub enum ProxyError {
     /// The request body is over the route's `max_body`.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The client's request body could not be read (malformed chunked coding, a connection
+    /// cut mid-body): the client's fault, answered 400, and never counted against the
+    /// upstream.
+    #[error("request body unreadable: {0}")]
+    BadRequestBody(String),
+    /// The client paused its request body longer than the route's `idle_timeout`: 408.
+    #[error("request body stalled")]
+    RequestBodyTimeout,
     /// Any other upstream failure (reset, protocol error). Also used by
     /// [`super::RouteProxy::new`] for a route whose upstream side cannot be built.
     #[error("upstream error: {0}")]
@@ -29,19 +37,29 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// 502 for connect and upstream errors, 504 for timeouts, 413 for body size.
+    /// 502 for connect and upstream errors, 504 for timeouts; the request body's own
+    /// failures are the client's: 413 for size, 400 unreadable, 408 stalled.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadRequestBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
-    /// Maps a client error for the upstream labelled `upstream`.
+    /// Maps a client error for the upstream labelled `upstream`. A failure of the request
+    /// body (the guard around what the client sends) is the client's, whatever the upstream
+    /// exchange made of it.
     pub(crate) fn from_client(err: &hyper_util::client::legacy::Error, upstream: &str) -> Self {
-        if body::is_too_large(err) {
-            return ProxyError::BodyTooLarge;
+        match body::request_body_error(err) {
+            Some(body::BodyError::TooLarge) => return ProxyError::BodyTooLarge,
+            Some(body::BodyError::Idle) => return ProxyError::RequestBodyTimeout,
+            Some(inner @ body::BodyError::Inner(_)) => {
+                return ProxyError::BadRequestBody(chain(inner));
+            }
+            None => {}
         }
         let detail = format!("{upstream}: {}", chain(err));
         if err.is_connect() {

@@ -109,3 +109,57 @@ async fn slow_clients_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(4));
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_malformed_or_stalled_request_body_is_the_clients_error_not_the_upstreams() {
+    let up = upstream(|req| async move {
+        use http_body_util::BodyExt;
+        match req.into_body().collect().await {
+            Ok(_) => text(200, "read all"),
+            Err(_) => text(400, "cut"),
+        }
+    })
+    .await;
+    let extra = "idle_timeout = \"1s\"\neject_after = 1\nretries = 0";
+    let proxy = start_proxy(&public_route("app", "/", &[up], extra)).await;
+    let head = "POST / HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n";
+    // Pinned behaviour 8: bad input never yields a 5xx. These were 502s, and each counted
+    // against the upstream: with `eject_after = 1`, any client could eject it.
+    let cases = [
+        (
+            "a bad chunk size",
+            "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            "an oversized chunk extension",
+            &format!(
+                "Transfer-Encoding: chunked\r\n\r\n1;{}\r\na\r\n0\r\n\r\n",
+                "e".repeat(100_000)
+            ),
+            400,
+        ),
+        (
+            "a stalled body",
+            "Content-Length: 100\r\n\r\n0123456789",
+            408,
+        ),
+    ];
+    for (what, rest, expected) in cases {
+        let request = format!("{head}{rest}");
+        let answer = raw_request(proxy.addr, request.as_bytes(), Duration::from_secs(10)).await;
+        assert_eq!(raw_status(&answer), expected, "{what}: {answer}");
+        let ok = client()
+            .post(proxy.url("/"))
+            .body("fine")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            ok.status(),
+            200,
+            "after {what}, the upstream was not ejected"
+        );
+    }
+    proxy.shutdown().await;
+}
