@@ -36,14 +36,7 @@ async fn body_over_the_limit_is_413_before_the_upstream_sees_it() {
 
 #[tokio::test]
 async fn chunked_body_over_the_limit_is_refused() {
-    let up = upstream(|req| async move {
-        use http_body_util::BodyExt;
-        match req.into_body().collect().await {
-            Ok(_) => text(200, "read all"),
-            Err(_) => text(400, "cut"),
-        }
-    })
-    .await;
+    let up = body_reading_upstream().await;
     let proxy = start_proxy(&public_route("small", "/", &[up], "max_body = \"1KiB\"")).await;
     let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..8)
         .map(|_| Ok(bytes::Bytes::from(vec![b'x'; 1024])))
@@ -112,14 +105,7 @@ async fn slow_clients_are_cut_off() {
 
 #[tokio::test]
 async fn a_malformed_or_stalled_request_body_is_the_clients_error_not_the_upstreams() {
-    let up = upstream(|req| async move {
-        use http_body_util::BodyExt;
-        match req.into_body().collect().await {
-            Ok(_) => text(200, "read all"),
-            Err(_) => text(400, "cut"),
-        }
-    })
-    .await;
+    let up = body_reading_upstream().await;
     let extra = "idle_timeout = \"1s\"\neject_after = 1\nretries = 0";
     let proxy = start_proxy(&public_route("app", "/", &[up], extra)).await;
     let head = "POST / HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n";

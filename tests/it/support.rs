@@ -79,6 +79,19 @@ pub fn public_route(id: &str, path: &str, upstreams: &[String], extra: &str) -> 
     )
 }
 
+/// An upstream that reads each request body to its end: 200 `read all`, or 400 `cut` when the
+/// body fails on the way (what a proxy cut off mid-body looks like from behind it).
+pub async fn body_reading_upstream() -> String {
+    upstream(|req| async move {
+        use http_body_util::BodyExt;
+        match req.into_body().collect().await {
+            Ok(_) => text(200, "read all"),
+            Err(_) => text(400, "cut"),
+        }
+    })
+    .await
+}
+
 /// The demo's echo upstream on an ephemeral port; returns its base URL.
 pub async fn echo_upstream() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

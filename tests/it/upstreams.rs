@@ -117,14 +117,7 @@ async fn slow_upstream_times_out_with_504() {
 
 #[tokio::test]
 async fn response_timeout_starts_after_the_upload() {
-    let reader = upstream(|req| async move {
-        use http_body_util::BodyExt;
-        match req.into_body().collect().await {
-            Ok(_) => text(200, "read"),
-            Err(_) => text(400, "broken"),
-        }
-    })
-    .await;
+    let reader = body_reading_upstream().await;
     let proxy = start_proxy(&public_route(
         "upload",
         "/",
@@ -144,7 +137,7 @@ async fn response_timeout_starts_after_the_upload() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), "read");
+    assert_eq!(response.text().await.unwrap(), "read all");
     proxy.shutdown().await;
 }
 
