@@ -62,21 +62,27 @@ pub(super) async fn dispatch(
     mut req: http::Request<Body>,
 ) -> http::Response<Body> {
     // RFC 9112 3.2: an HTTP/1.1 request without Host, or any HTTP/1 request with more than
-    // one, is answered 400: two hosts could route differently here and in front of us.
+    // one, is answered 400: two hosts could route differently here and in front of us. So is
+    // a Host with an invalid value (a space, userinfo, a path), which proxies and servers
+    // around us may each read their own way.
+    const INVALID_HOST: &str = "The request's Host header is not a valid host.";
+    let valid = |host: &[u8]| crate::routes::is_host_field(host);
     if req.version() <= http::Version::HTTP_11 {
         let mut hosts = req.headers().get_all(http::header::HOST).iter();
         let (first, second) = (hosts.next(), hosts.next());
         if second.is_some() || (first.is_none() && req.version() == http::Version::HTTP_11) {
-            let id = crate::ids::uuid_v7();
-            let html = super::pages::wants_html(req.headers());
-            tracing::debug!(request_id = %id, "request without exactly one Host");
-            return super::pages::error_page(
-                http::StatusCode::BAD_REQUEST,
-                "The request needs exactly one Host header.",
-                id,
-                html,
-            );
+            return bad_host(&req, "The request needs exactly one Host header.");
         }
+        if first.is_some_and(|host| !valid(host.as_bytes())) {
+            return bad_host(&req, INVALID_HOST);
+        }
+    } else if req.uri().authority().is_none()
+        && req
+            .headers()
+            .get(http::header::HOST)
+            .is_some_and(|host| !valid(host.as_bytes()))
+    {
+        return bad_host(&req, INVALID_HOST);
     }
     // RFC 9112 3.2.2: with an absolute-form target the Host field is ignored and the target's
     // authority is the host (RFC 9113 8.3.1: `:authority` likewise). Routing, X-Forwarded-Host
@@ -86,6 +92,10 @@ pub(super) async fn dispatch(
         && req.headers().get(http::header::HOST).map(|h| h.as_bytes())
             != Some(authority.as_str().as_bytes())
     {
+        // It takes Host's place, so it must be a valid Host in turn (`http://user@app/` is not).
+        if !valid(authority.as_str().as_bytes()) {
+            return bad_host(&req, INVALID_HOST);
+        }
         match http::HeaderValue::from_str(authority.as_str()) {
             Ok(host) => {
                 req.headers_mut().insert(http::header::HOST, host);
@@ -109,6 +119,14 @@ pub(super) async fn dispatch(
             }
         }
     }
+}
+
+/// The 400 for a request whose Host cannot be trusted to route it.
+fn bad_host<B>(req: &http::Request<B>, message: &str) -> http::Response<Body> {
+    let id = crate::ids::uuid_v7();
+    tracing::debug!(request_id = %id, "{message}");
+    let html = super::pages::wants_html(req.headers());
+    super::pages::error_page(http::StatusCode::BAD_REQUEST, message, id, html)
 }
 
 /// Facts about the client connection a request arrived on, set as a request extension.

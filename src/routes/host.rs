@@ -123,6 +123,77 @@ pub fn host_of(value: &str) -> Option<Cow<'_, str>> {
     })
 }
 
+/// Whether `value` is a valid `Host` field value (RFC 9110 7.2: `uri-host [ ":" port ]`, with
+/// RFC 3986's grammar): an IP literal in brackets, or a reg-name of unreserved characters,
+/// sub-delims and percent-escapes, then an optional all-digit port. Empty is valid (a target
+/// without authority). A server must answer 400 to anything else (RFC 9112 3.2): spaces,
+/// userinfo (`user@host`), a path, a second colon. Looser than [`host_of`], which routes only
+/// plain DNS names and IPs: `my_service` is a valid field that matches no host pattern.
+pub fn is_host_field(value: &[u8]) -> bool {
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(literal) => {
+            let Some(end) = literal.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            if !is_ip_literal(&literal[..end]) {
+                return false;
+            }
+            (&[][..], &literal[end + 1..])
+        }
+        None => match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &[][..]),
+        },
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    port_ok && is_reg_name(host)
+}
+
+/// RFC 3986 reg-name: unreserved, sub-delims and `%XX`.
+fn is_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'%' => {
+                let hex = name.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The inside of `[...]`: an IPv6 address, or RFC 3986's IPvFuture (`v1.x`).
+fn is_ip_literal(inner: &[u8]) -> bool {
+    if let Some(future) = inner
+        .strip_prefix(b"v")
+        .or_else(|| inner.strip_prefix(b"V"))
+    {
+        let Some(dot) = future.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (version, rest) = (&future[..dot], &future[dot + 1..]);
+        return !version.is_empty()
+            && version.iter().all(u8::is_ascii_hexdigit)
+            && !rest.is_empty()
+            && rest
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b));
+    }
+    std::str::from_utf8(inner).is_ok_and(|s| s.parse::<Ipv6Addr>().is_ok())
+}
+
 /// `[addr]` at the start of `s`, and what follows the `]`.
 fn split_ipv6_literal(s: &str) -> Option<(Ipv6Addr, &str)> {
     let inner = s.strip_prefix('[')?;
@@ -368,6 +439,47 @@ mod tests {
                 .unwrap()
                 .contains("longer than 253")
         );
+    }
+
+    #[test]
+    fn host_fields_follow_the_uri_host_grammar() {
+        for valid in [
+            "",
+            "app.corp.example",
+            "app.corp.example:8443",
+            "app:",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[v1.fe80::a+en1]",
+            "my_service",
+            "a%2Db",
+            "x!$&'()*+,;=~",
+        ] {
+            assert!(is_host_field(valid.as_bytes()), "{valid:?} refused");
+        }
+        for invalid in [
+            "a b",
+            "user@app",
+            "app/x",
+            "app?x",
+            "app#x",
+            "app:80:81",
+            "app:8x",
+            "[::1",
+            "[::g]",
+            "[::1]x",
+            "[::1]:8x",
+            "[v.x]",
+            "[v1.]",
+            "a%2",
+            "a%zz",
+            "caf\u{e9}",
+            "tab\there",
+            "\"quoted\"",
+        ] {
+            assert!(!is_host_field(invalid.as_bytes()), "{invalid:?} accepted");
+        }
     }
 
     #[test]

@@ -9,6 +9,6 @@ mod host;
 mod normalize;
 mod table;
 
-pub use host::{HostPattern, host_of};
+pub use host::{HostPattern, host_of, is_host_field};
 pub use normalize::{PathError, normalize_path};
 pub use table::{RouteConflict, RouteTable, validate_route_path};

@@ -169,13 +169,20 @@ async fn an_absolute_form_target_decides_the_host_not_the_host_field() {
 }
 
 #[tokio::test]
-async fn http11_requests_need_exactly_one_host() {
+async fn http11_requests_need_exactly_one_valid_host() {
     let up = echo_upstream().await;
     let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
     for head in [
         &b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
         b"GET /x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
         b"GET /x HTTP/1.0\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+        // RFC 9112 3.2: an invalid Host value is a 400 too (these reached the upstream).
+        b"GET /x HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: user@a.example\r\nConnection: close\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a.example/evil\r\nConnection: close\r\n\r\n",
+        b"GET /x HTTP/1.0\r\nHost: a.example:80:81\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: a b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        b"GET http://user@a.example/x HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
     ] {
         let answer = raw_request(proxy.addr, head, Duration::from_secs(5)).await;
         assert_eq!(raw_status(&answer), 400, "{answer}");
@@ -184,13 +191,16 @@ async fn http11_requests_need_exactly_one_host() {
             "reached the upstream: {answer}"
         );
     }
-    // HTTP/1.0 may leave Host out.
-    let answer = raw_request(
-        proxy.addr,
-        b"GET /x HTTP/1.0\r\n\r\n",
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(raw_status(&answer), 200, "{answer}");
+    // HTTP/1.0 may leave Host out; an empty Host and names no route pattern could match
+    // (`my_service`) are valid fields.
+    for head in [
+        &b"GET /x HTTP/1.0\r\n\r\n"[..],
+        b"GET /x HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: my_service:8080\r\nConnection: close\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: [::1]:18080\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = raw_request(proxy.addr, head, Duration::from_secs(5)).await;
+        assert_eq!(raw_status(&answer), 200, "{answer}");
+    }
     proxy.shutdown().await;
 }
