@@ -42,6 +42,15 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<B
     let id = crate::ids::uuid_v7();
     let html = pages::wants_html(req.headers());
 
+    // TRACE makes the upstream echo the request it received, and that carries what portcullis
+    // added: the signed identity assertion and claim headers, which must never reach a client
+    // (cross-site tracing). Refused for every route, as nginx does; 501 per pinned behaviour 8.
+    if req.method() == http::Method::TRACE {
+        let status = StatusCode::NOT_IMPLEMENTED;
+        record("", "none", status, started);
+        return pages::error_page(status, "TRACE is not supported.", id, html);
+    }
+
     let path = match normalize_path(req.uri().path()) {
         Ok(path) => path.into_owned(),
         Err(error) => {

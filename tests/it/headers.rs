@@ -204,3 +204,21 @@ async fn http11_requests_need_exactly_one_valid_host() {
     }
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn trace_is_refused_so_no_upstream_echoes_what_portcullis_adds() {
+    let up = echo_upstream().await;
+    let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
+    let answer = raw_request(
+        proxy.addr,
+        b"TRACE /x HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 501, "{answer}");
+    assert!(
+        !answer.contains("x-portcullis-decision-id"),
+        "the upstream echoed the request: {answer}"
+    );
+    proxy.shutdown().await;
+}
