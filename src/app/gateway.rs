@@ -149,8 +149,10 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<B
             // The session cookie is a credential for portcullis, never for the upstream.
             state.sessions.strip_cookies(req.headers_mut());
             match proxy::forward_served(permit, route, ctx, req).await {
-                Ok((response, by)) => {
+                Ok((mut response, by)) => {
                     served_by = Some(by.0);
+                    // Nor may the upstream set it.
+                    state.sessions.strip_set_cookies(response.headers_mut());
                     response
                 }
                 Err(error) => upstream_failure(route_id, id, &error, html),

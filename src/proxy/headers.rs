@@ -256,6 +256,36 @@ pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// Removes every `Set-Cookie` field that sets a cookie named in `names` (RFC 6265 5.2: the
+/// name is what precedes the first `=` of the part before the first `;`, trimmed; without
+/// a `=` the name is empty), keeping the others in order. Allocates only when one is present.
+pub fn remove_set_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    let sets_one = |value: &HeaderValue| {
+        let pair = value
+            .as_bytes()
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default();
+        pair.iter().position(|&b| b == b'=').is_some_and(|eq| {
+            let name = pair[..eq].trim_ascii();
+            names.iter().any(|n| name == n.as_bytes())
+        })
+    };
+    if !headers.get_all(header::SET_COOKIE).iter().any(sets_one) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|value| !sets_one(value))
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in kept {
+        headers.append(header::SET_COOKIE, value);
+    }
+}
+
 fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b';')

@@ -378,3 +378,39 @@ fn removes_only_the_session_cookie() {
     remove_cookie(&mut h, "portcullis");
     assert_eq!(get(&h, "cookie"), Some("portcullis_other=1;portcullisx=2"));
 }
+
+#[test]
+fn upstream_set_cookies_for_portcullis_cookies_are_removed_and_others_kept() {
+    let mut h = HeaderMap::new();
+    for value in [
+        "theme=dark; Path=/",
+        "portcullis=planted; Path=/; HttpOnly",
+        " portcullis =spaced",
+        "portcullis_login=x; Path=/.portcullis/",
+        "Portcullis=other-case",
+        "portcullis",
+        "lang=en; Comment=portcullis=x",
+    ] {
+        h.append(header::SET_COOKIE, HeaderValue::from_static(value));
+    }
+    remove_set_cookies(&mut h, &["portcullis", "portcullis_login"]);
+    let left: Vec<_> = h
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "theme=dark; Path=/",
+            "Portcullis=other-case",
+            "portcullis",
+            "lang=en; Comment=portcullis=x",
+        ]
+    );
+    // Nothing to remove: untouched.
+    let mut h = HeaderMap::new();
+    h.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
+    remove_set_cookies(&mut h, &["portcullis"]);
+    assert_eq!(h.get_all(header::SET_COOKIE).iter().count(), 1);
+}

@@ -240,6 +240,18 @@ impl Sessions {
         crate::proxy::remove_cookie(headers, &self.inner.cookies.login);
     }
 
+    /// Removes the `Set-Cookie` fields an upstream's response sent for portcullis's session or
+    /// login cookie, keeping every other cookie: an upstream (one of many, less trusted than
+    /// the gate) must not plant a session of its choosing in the browser (fixation) or end
+    /// one, and its responses come from the same origin, so the browser would take them.
+    pub fn strip_set_cookies(&self, headers: &mut HeaderMap) {
+        let own = [
+            self.inner.cookies.session.as_str(),
+            self.inner.cookies.login.as_str(),
+        ];
+        crate::proxy::remove_set_cookies(headers, &own);
+    }
+
     /// Loads the caller's session from the Cookie header; None when absent, unknown, expired
     /// (idle or absolute) or revoked by a back-channel logout. Extends the idle expiry, writing
     /// at most once a minute (so the idle timeout may end up to a minute early).

@@ -222,3 +222,32 @@ async fn trace_is_refused_so_no_upstream_echoes_what_portcullis_adds() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_upstream_cannot_set_portcullis_cookies_in_the_browser() {
+    let up = upstream(|_| async {
+        let mut response = text(200, "ok");
+        for value in [
+            "portcullis=planted-by-upstream; Path=/; HttpOnly",
+            "portcullis_login=x; Path=/.portcullis/",
+            "theme=dark; Path=/",
+        ] {
+            response
+                .headers_mut()
+                .append("set-cookie", value.parse().unwrap());
+        }
+        response
+    })
+    .await;
+    let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
+    let response = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let cookies: Vec<_> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cookies, ["theme=dark; Path=/"]);
+    proxy.shutdown().await;
+}
