@@ -140,6 +140,7 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<B
                 peer: conn.peer,
                 tls: conn.tls,
                 trusted_peer: proxy::is_trusted_peer(conn.peer.ip(), trusted),
+                client_ip,
                 path: &path,
                 identity,
                 assertion: assertion.as_ref(),

@@ -62,6 +62,7 @@ pub async fn forward_served(
         peer: canonical(ctx.peer.ip()),
         tls: ctx.tls,
         trusted_peer: ctx.trusted_peer,
+        client_ip: ctx.client_ip,
         pass_authorization: cfg.pass_authorization,
         preserve_host: cfg.preserve_host,
         uri_authority: parts.uri.authority(),

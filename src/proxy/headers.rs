@@ -20,6 +20,8 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`.
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Real-IP`: the client address, as nginx deployments commonly pass it.
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// `X-Portcullis-Decision-Id`: the allow decision's id.
 pub const X_PORTCULLIS_DECISION_ID: HeaderName =
     HeaderName::from_static("x-portcullis-decision-id");
@@ -39,6 +41,8 @@ pub(crate) struct RequestRewrite<'a> {
     pub(crate) peer: IpAddr,
     pub(crate) tls: bool,
     pub(crate) trusted_peer: bool,
+    /// The client as far as trusted proxies vouch for it (the peer when untrusted).
+    pub(crate) client_ip: IpAddr,
     pub(crate) pass_authorization: bool,
     pub(crate) preserve_host: bool,
     /// The request URI's authority (HTTP/2 carries the host there, not in `Host`).
@@ -69,6 +73,21 @@ pub(crate) fn is_identity_looking(name: &str) -> bool {
         )
 }
 
+/// Client-address headers that CDNs and other proxies set and upstreams may believe: from a
+/// peer that is not a trusted proxy they are the client's own claims, and are dropped.
+/// (`X-Real-IP` is not listed: portcullis always sets it.)
+fn is_client_address_claim(name: &str) -> bool {
+    matches!(
+        name,
+        "true-client-ip"
+            | "x-client-ip"
+            | "x-cluster-client-ip"
+            | "cf-connecting-ip"
+            | "fastly-client-ip"
+            | "x-original-forwarded-for"
+    )
+}
+
 /// Rewrites end-to-end request headers in place. Call after [`super::hop::strip_request`],
 /// with the client's host taken before it (a `Connection: host` cannot hide it then).
 pub(crate) fn rewrite_request(
@@ -77,7 +96,7 @@ pub(crate) fn rewrite_request(
     rw: &RequestRewrite<'_>,
 ) {
     // Room for what is added below, in one growth instead of several.
-    headers.reserve(6);
+    headers.reserve(7);
     // One pass over the names finds what must go; most requests carry none of it, and a
     // pass is cheaper than a hash lookup per candidate.
     let mut spoofed: Vec<HeaderName> = Vec::new();
@@ -89,7 +108,9 @@ pub(crate) fn rewrite_request(
             authorization = true;
         } else if name == header::FORWARDED {
             forwarded = true;
-        } else if is_identity_looking(name.as_str()) {
+        } else if is_identity_looking(name.as_str())
+            || (!rw.trusted_peer && is_client_address_claim(name.as_str()))
+        {
             spoofed.push(name.clone());
         }
     }
@@ -108,6 +129,13 @@ pub(crate) fn rewrite_request(
     }
 
     let peer = ip_header_value(rw.peer);
+    // Always portcullis's own: whatever a client or proxy sent is replaced.
+    let real_ip = if rw.client_ip == rw.peer {
+        peer.clone()
+    } else {
+        ip_header_value(rw.client_ip)
+    };
+    headers.insert(X_REAL_IP, real_ip);
     let forwarded_for = match (rw.trusted_peer, headers.contains_key(&X_FORWARDED_FOR)) {
         (true, true) => append_to_list(headers.get_all(&X_FORWARDED_FOR), &peer),
         _ => peer,

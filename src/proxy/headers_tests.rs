@@ -28,6 +28,7 @@ fn map(pairs: &[(&str, &str)]) -> HeaderMap {
 
 struct Opts {
     trusted: bool,
+    client_ip: IpAddr,
     tls: bool,
     pass_authorization: bool,
     preserve_host: bool,
@@ -39,6 +40,7 @@ struct Opts {
 fn opts() -> Opts {
     Opts {
         trusted: false,
+        client_ip: PEER,
         tls: false,
         pass_authorization: false,
         preserve_host: false,
@@ -57,6 +59,7 @@ fn rewrite(pairs: &[(&str, &str)], o: &Opts) -> HeaderMap {
         peer: PEER,
         tls: o.tls,
         trusted_peer: o.trusted,
+        client_ip: o.client_ip,
         pass_authorization: o.pass_authorization,
         preserve_host: o.preserve_host,
         uri_authority: o.authority.as_ref(),
@@ -346,6 +349,7 @@ fn ipv6_peer_is_written_plainly() {
         peer: "2001:db8::1".parse().unwrap(),
         tls: false,
         trusted_peer: false,
+        client_ip: "2001:db8::1".parse().unwrap(),
         pass_authorization: false,
         preserve_host: false,
         uri_authority: None,
@@ -413,4 +417,39 @@ fn upstream_set_cookies_for_portcullis_cookies_are_removed_and_others_kept() {
     h.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
     remove_set_cookies(&mut h, &["portcullis"]);
     assert_eq!(h.get_all(header::SET_COOKIE).iter().count(), 1);
+}
+
+#[test]
+fn x_real_ip_is_always_ours_and_client_address_claims_need_a_trusted_peer() {
+    let claims = [
+        ("x-real-ip", "10.9.9.9"),
+        ("true-client-ip", "10.9.9.9"),
+        ("x-client-ip", "10.9.9.9"),
+        ("x-cluster-client-ip", "10.9.9.9"),
+        ("cf-connecting-ip", "10.9.9.9"),
+        ("fastly-client-ip", "10.9.9.9"),
+        ("x-original-forwarded-for", "10.9.9.9"),
+    ];
+    // An untrusted peer: every claim dropped, X-Real-IP is the peer.
+    let h = rewrite(&claims, &opts());
+    assert_eq!(get(&h, "x-real-ip"), Some("203.0.113.7"));
+    assert_eq!(h.get_all("x-real-ip").iter().count(), 1);
+    for (name, _) in &claims[1..] {
+        assert_eq!(get(&h, name), None, "{name} passed from an untrusted peer");
+    }
+    // A trusted proxy: its claims pass, X-Real-IP is the client it vouched for.
+    let trusted = Opts {
+        trusted: true,
+        client_ip: "198.51.100.4".parse().unwrap(),
+        ..opts()
+    };
+    let h = rewrite(&claims, &trusted);
+    assert_eq!(get(&h, "x-real-ip"), Some("198.51.100.4"));
+    for (name, value) in &claims[1..] {
+        assert_eq!(
+            get(&h, name),
+            Some(*value),
+            "{name} dropped from a trusted peer"
+        );
+    }
 }

@@ -52,6 +52,8 @@ pub struct ForwardContext<'a> {
     pub tls: bool,
     /// Whether `peer` is in `server.trusted_proxies` (its `X-Forwarded-*` are kept/extended).
     pub trusted_peer: bool,
+    /// The client as the gateway determined it ([`client_ip`]): the upstream's `X-Real-IP`.
+    pub client_ip: std::net::IpAddr,
     /// The normalized path; the upstream receives exactly this (minus the prefix with
     /// `strip_prefix`), followed by the original query string.
     pub path: &'a str,

@@ -74,6 +74,7 @@ pub(crate) fn ctx<'a>(path: &'a str, identity: Option<&'a Identity>) -> ForwardC
         peer: "192.0.2.10:51234".parse().unwrap(),
         tls: true,
         trusted_peer: false,
+        client_ip: "192.0.2.10".parse().unwrap(),
         path,
         identity,
         assertion: None,

@@ -25,6 +25,9 @@ async fn spoofed_identity_and_hop_by_hop_headers_never_reach_the_upstream() {
         .header("X-Forwarded-Proto", "https")
         .header("X-Forwarded-Host", "evil.example")
         .header("Forwarded", "for=6.6.6.6")
+        .header("X-Real-IP", "6.6.6.6")
+        .header("True-Client-IP", "6.6.6.6")
+        .header("CF-Connecting-IP", "6.6.6.6")
         .header("Authorization", "Bearer secret-token")
         .header("Keep-Alive", "timeout=5")
         .header("Proxy-Authorization", "Basic Zm9vOmJhcg==")
@@ -44,6 +47,8 @@ async fn spoofed_identity_and_hop_by_hop_headers_never_reach_the_upstream() {
         "x-remote-user",
         "x_portcullis_user",
         "forwarded",
+        "true-client-ip",
+        "cf-connecting-ip",
         "authorization",
         "keep-alive",
         "proxy-authorization",
@@ -57,6 +62,7 @@ async fn spoofed_identity_and_hop_by_hop_headers_never_reach_the_upstream() {
     assert_ne!(decision_id, "forged");
     assert!(uuid::Uuid::parse_str(decision_id).is_ok());
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-real-ip"], "127.0.0.1");
     assert_eq!(headers["x-forwarded-proto"], "http");
     assert_eq!(headers["x-forwarded-host"], proxy.addr.to_string().as_str());
     proxy.shutdown().await;
