@@ -539,13 +539,17 @@ async fn backchannel_logout_ends_the_session() {
 #[tokio::test]
 async fn refresh_renews_before_expiry_and_invalid_grant_ends_the_session() {
     let s = setup().await;
-    // A 2 s token is renewed halfway through its life: due 1 s after it was granted.
-    s.idp.state.lock().unwrap().expires_in = 2;
+    // A 4 s token is renewed halfway through its life: due 2 s after it was granted (expiry
+    // is kept in whole seconds, so up to 1 s sooner). With a 2 s token a renewal near the end
+    // of a second was due again at the next one, so a concurrent request that re-loaded the
+    // session just after could refresh a second time: the likely cause of one failure of the
+    // "exactly one refresh" check in a loaded full run.
+    s.idp.state.lock().unwrap().expires_in = 4;
     let mut browser = Browser::new();
     let (response, _) = login(&s, &mut browser, "/app/").await;
     assert_eq!(response.status(), 200);
     let before = s.idp.state.lock().unwrap().refresh_calls;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
 
     // Concurrent requests: one refresh at a time, each re-loading after waiting.
     let mut tasks = Vec::new();
@@ -573,7 +577,7 @@ async fn refresh_renews_before_expiry_and_invalid_grant_ends_the_session() {
     );
 
     s.idp.revoke_refresh_tokens();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let r = browser.get(&format!("{}/app/", s.base)).await;
     assert_eq!(r.status(), 302, "invalid_grant ends the session");
     s.proxy.shutdown().await;
