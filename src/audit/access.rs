@@ -18,8 +18,11 @@ use crate::app::{AppState, ConnInfo};
 use crate::identity::Identity;
 use crate::policy::{self, Decision, RequestFacts};
 
-/// The search filters, page size and cursor as sent in the query string.
+/// The search filters, page size and cursor as sent in the query string. An unknown name is
+/// refused (400), never ignored: a mistyped filter (`q=`, `route_id=`) would otherwise return
+/// the unfiltered trail to someone who believes it filtered.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct SearchParams {
     pub since: Option<String>,
     pub until: Option<String>,
@@ -220,6 +223,17 @@ mod tests {
         assert!(params("limit=-1").limit(50, 500).is_err());
         assert_eq!(params("limit=100000").limit(50, 500).unwrap(), 500);
         assert!(params("cursor=zz").cursor().is_err());
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_not_ignored() {
+        for query in ["q=admin", "route_id=billing", "text=x&Subject=y"] {
+            let uri: http::Uri = format!("/?{query}").parse().unwrap();
+            let error = axum::extract::Query::<SearchParams>::try_from_uri(&uri)
+                .unwrap_err()
+                .body_text();
+            assert!(error.contains("unknown field"), "{query}: {error}");
+        }
     }
 
     #[test]
