@@ -97,8 +97,12 @@ pub fn main() -> ExitCode {
             match runtime.block_on(run(command)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    tracing::error!("{error:#}");
-                    eprintln!("error: {error:#}");
+                    // Once: a JSON log line for collectors, a plain line for people (the
+                    // human log line said the same, so it was printed twice).
+                    match cli.log_format {
+                        LogFormat::Json => tracing::error!("{error:#}"),
+                        LogFormat::Human => eprintln!("error: {error:#}"),
+                    }
                     ExitCode::FAILURE
                 }
             }

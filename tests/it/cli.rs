@@ -52,3 +52,44 @@ allow = [{ public = true }]
     assert!(stderr.contains("server.listen"), "{stderr}");
     assert!(stderr.contains("routes[0].upstream[0]"), "{stderr}");
 }
+
+#[test]
+fn a_failing_command_says_why_once_and_as_json_with_json_logs() {
+    let missing = "/nonexistent/portcullis.toml";
+    let output = portcullis()
+        .args(["audit", "verify", "--config", missing])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("cannot read config file").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.starts_with("error: "), "{stderr}");
+
+    let output = portcullis()
+        .args([
+            "audit",
+            "verify",
+            "--log-format",
+            "json",
+            "--config",
+            missing,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(line["level"], "ERROR");
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read config file")
+    );
+}
