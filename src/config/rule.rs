@@ -289,6 +289,9 @@ fn convert_claims(
     let mut out = Vec::new();
     for (name, value) in claims {
         let claim_at = format!("{at}.{name}");
+        if name.trim().is_empty() {
+            p.add(format!("{at}.\"{name}\""), "a claim name must not be empty");
+        }
         let values = match value {
             toml::Value::Array(items) => {
                 if items.is_empty() {

@@ -508,7 +508,7 @@ allow = [
   { ip = ["10.0.0.0/8", "10.0.0.0/33"] },
   { public = false },
   { id = "x", emails = ["alice"], email_domains = ["@corp.example"], paths = ["admin"] },
-  { id = "x", groups = [], claims = { dept = [{ a = 1 }], level = 1.5 } },
+  { id = "x", groups = [], claims = { dept = [{ a = 1 }], level = 1.5, "" = "x" } },
   { time = [{ days = ["funday"], from = "9am", to = "18:00", tz = "Mars/Olympus" }] },
   { time = [{ from = "09:00", to = "09:00" }], auth = ["none", "bearer"], methods = ["post"] },
 ]
@@ -517,6 +517,11 @@ deny = [{ id = "x", subjects = [""] }]
     ));
     let at = "routes[0].policy";
     assert_error(&errs, &format!("{at}.allow[0]"), "at least one criterion");
+    assert_error(
+        &errs,
+        &format!("{at}.allow[4].claims.\"\""),
+        "claim name must not be empty",
+    );
     assert_error(&errs, &format!("{at}.allow[1].ip[1]"), "not an IP network");
     assert_error(
         &errs,
@@ -574,7 +579,7 @@ deny = [{ id = "x", subjects = [""] }]
         &format!("{at}.deny[0].subjects[0]"),
         "must not be empty",
     );
-    assert_eq!(errs.len(), 18, "{}", ConfigErrors(errs.clone()));
+    assert_eq!(errs.len(), 19, "{}", ConfigErrors(errs.clone()));
 }
 
 #[test]
