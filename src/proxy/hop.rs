@@ -9,17 +9,26 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// `Proxy-Connection`, a non-standard relative of `Connection` some clients still send.
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `HTTP2-Settings`: connection-specific by definition (RFC 7540 3.2.1), sent with `h2c`.
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Always removed (besides the ones `Connection` names); `TE` is handled apart.
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
+    HTTP2_SETTINGS,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
+
+/// The one protocol an upgrade may switch to. Anything else, `h2c` above all, is dropped: an
+/// upstream that switched to HTTP/2 on a relayed connection would take every later request
+/// on it directly, past routing and policy ("h2c smuggling"), and tunnels of unknown
+/// protocols are the same hole.
+const WEBSOCKET: &str = "websocket";
 
 /// What `Connection` said, besides the headers it named.
 #[derive(Default)]
@@ -64,29 +73,23 @@ fn any_hop_by_hop(headers: &HeaderMap) -> bool {
         .any(|name| HOP_BY_HOP.contains(name) || name == header::TE || name == header::UPGRADE)
 }
 
-/// Removes hop-by-hop headers from a client request. Returns the `Upgrade` value when the
-/// client asked for a protocol switch (`Connection: upgrade` plus `Upgrade: X`). Keeps
-/// `TE: trailers` (gRPC needs it) and drops every other `TE`.
+/// Removes hop-by-hop headers from a client request. Returns `websocket` when the client
+/// asked to switch to it (`Connection: upgrade` plus an `Upgrade` listing `websocket`, with
+/// or without a version); any other upgrade is no upgrade (see [`WEBSOCKET`]) and the
+/// request goes on as a plain one. Keeps `TE: trailers` (gRPC needs it) and drops every
+/// other `TE`.
 pub(crate) fn strip_request(headers: &mut HeaderMap) -> Option<HeaderValue> {
     if !any_hop_by_hop(headers) {
         return None;
     }
     let tokens = connection_tokens(headers);
-    let upgrade = if tokens.upgrade {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    };
-    let te_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            // A token may carry parameters (`trailers;q=1` is not allowed, but be lenient).
-            let t = t.split(';').next().unwrap_or("").trim();
-            t.eq_ignore_ascii_case("trailers")
-        });
+    let upgrade = (tokens.upgrade && asks_for_websocket(headers))
+        .then(|| HeaderValue::from_static(WEBSOCKET));
+    // A token may carry parameters (`trailers;q=1` is not allowed, but be lenient).
+    let te_trailers = list_elements(headers, &header::TE).any(|t| {
+        let t = t.split(';').next().unwrap_or("").trim();
+        t.eq_ignore_ascii_case("trailers")
+    });
     remove_named(headers, tokens.named);
     for name in &HOP_BY_HOP {
         headers.remove(name);
@@ -98,6 +101,23 @@ pub(crate) fn strip_request(headers: &mut HeaderMap) -> Option<HeaderValue> {
         headers.remove(header::TE);
     }
     upgrade
+}
+
+/// The comma-separated elements of every `name` field (RFC 9110 5.6.1), untrimmed.
+fn list_elements<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+}
+
+/// Whether an `Upgrade` field lists `websocket` (RFC 9110 7.8: `protocol[/version]`).
+fn asks_for_websocket(headers: &HeaderMap) -> bool {
+    list_elements(headers, &header::UPGRADE).any(|p| {
+        let name = p.split('/').next().unwrap_or("").trim();
+        name.eq_ignore_ascii_case(WEBSOCKET)
+    })
 }
 
 /// Removes hop-by-hop headers from an upstream response. On `101 Switching Protocols`
@@ -198,6 +218,32 @@ mod tests {
         let mut h = map(&[("upgrade", "websocket")]);
         assert_eq!(strip_request(&mut h), None);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn only_websocket_upgrades_pass_and_h2c_never_does() {
+        for (upgrade, expected) in [
+            ("WebSocket", Some("websocket")),
+            ("h2c, websocket/13", Some("websocket")),
+            ("h2c", None),
+            ("HTTP/2.0", None),
+            ("TLS/1.2", None),
+            ("websocketx", None),
+        ] {
+            let mut h = map(&[
+                ("connection", "Upgrade"),
+                ("upgrade", upgrade),
+                // Not named by Connection: still connection-specific, still removed.
+                ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ]);
+            let got = strip_request(&mut h);
+            assert_eq!(
+                got.as_ref().map(|v| v.to_str().unwrap()),
+                expected,
+                "{upgrade}"
+            );
+            assert!(h.is_empty(), "{upgrade}: left {:?}", names(&h));
+        }
     }
 
     #[test]

@@ -20,7 +20,9 @@ async fn echo_upgrade_upstream() -> SocketAddr {
     serve(|mut req: Request<Incoming>| async move {
         let asked = req.headers().get("upgrade").cloned();
         let connection = req.headers().get("connection").cloned();
-        if asked.as_ref().is_none_or(|v| v != "echo") || connection.is_none_or(|v| v != "upgrade") {
+        if asked.as_ref().is_none_or(|v| v != "websocket")
+            || connection.is_none_or(|v| v != "upgrade")
+        {
             return Response::builder().status(400).body(Body::empty()).unwrap();
         }
         let on_upgrade = hyper::upgrade::on(&mut req);
@@ -37,7 +39,7 @@ async fn echo_upgrade_upstream() -> SocketAddr {
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header("connection", "upgrade")
-            .header("upgrade", "echo")
+            .header("upgrade", "websocket")
             .body(Body::empty())
             .unwrap()
     })
@@ -82,12 +84,12 @@ async fn an_upgrade_is_tunnelled_both_ways() {
     let front = front(Arc::new(proxy(route(&[format!("http://{upstream}")])))).await;
     let mut stream = TcpStream::connect(front).await.unwrap();
     stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: keep-alive, Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n")
         .await
         .unwrap();
     let head = read_head(&mut stream).await.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: echo"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
     for message in [&b"ping"[..], b"a longer second message"] {
         stream.write_all(message).await.unwrap();
         let mut back = vec![0u8; message.len()];
@@ -103,7 +105,7 @@ async fn a_plain_request_to_an_upgrade_upstream_is_not_switched() {
     let mut stream = TcpStream::connect(front).await.unwrap();
     // Upgrade without `Connection: upgrade` is hop-by-hop noise and is dropped.
     stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: echo\r\n\r\n")
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\n\r\n")
         .await
         .unwrap();
     let head = read_head(&mut stream).await;

@@ -257,3 +257,28 @@ async fn an_upstream_cannot_set_portcullis_cookies_in_the_browser() {
     assert_eq!(cookies, ["theme=dark; Path=/"]);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_h2c_upgrade_is_not_relayed_so_no_upstream_can_switch_past_the_policy() {
+    let up = echo_upstream().await;
+    let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
+    for (connection, upgrade) in [
+        ("Upgrade, HTTP2-Settings", "h2c"),
+        // HTTP2-Settings left out of Connection, so it would otherwise pass as end-to-end.
+        ("Upgrade", "h2c"),
+        ("Upgrade", "h2c, websocketx"),
+    ] {
+        let request = format!(
+            "GET /x HTTP/1.1\r\nHost: gate.test\r\nConnection: {connection}\r\nUpgrade: {upgrade}\r\n\
+             HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        );
+        let answer = raw_request(proxy.addr, request.as_bytes(), Duration::from_secs(2)).await;
+        assert_eq!(raw_status(&answer), 200, "{upgrade}: {answer}");
+        let received = answer.to_ascii_lowercase();
+        assert!(
+            !received.contains("\"upgrade\"") && !received.contains("http2-settings"),
+            "{upgrade}: the upstream was asked to switch: {answer}"
+        );
+    }
+    proxy.shutdown().await;
+}
