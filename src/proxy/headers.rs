@@ -88,6 +88,22 @@ fn is_client_address_claim(name: &str) -> bool {
     )
 }
 
+/// Headers some frameworks read to replace the request's path or method (Symfony, IIS URL
+/// Rewrite, Rails/Express method overrides): a client could send `GET /public` with
+/// `X-Original-URL: /admin`, or `X-HTTP-Method-Override: DELETE`, and be served what the
+/// policy decided about something else. Dropped from every peer: the decision is made on the
+/// path and method portcullis saw.
+fn overrides_path_or_method(name: &str) -> bool {
+    matches!(
+        name,
+        "x-original-url"
+            | "x-rewrite-url"
+            | "x-http-method-override"
+            | "x-http-method"
+            | "x-method-override"
+    )
+}
+
 /// Rewrites end-to-end request headers in place. Call after [`super::hop::strip_request`],
 /// with the client's host taken before it (a `Connection: host` cannot hide it then).
 pub(crate) fn rewrite_request(
@@ -109,6 +125,7 @@ pub(crate) fn rewrite_request(
         } else if name == header::FORWARDED {
             forwarded = true;
         } else if is_identity_looking(name.as_str())
+            || overrides_path_or_method(name.as_str())
             || (!rw.trusted_peer && is_client_address_claim(name.as_str()))
         {
             spoofed.push(name.clone());

@@ -453,3 +453,24 @@ fn x_real_ip_is_always_ours_and_client_address_claims_need_a_trusted_peer() {
         );
     }
 }
+
+#[test]
+fn path_and_method_overrides_are_dropped_even_from_trusted_proxies() {
+    let overrides = [
+        ("x-original-url", "/admin"),
+        ("x-rewrite-url", "/admin"),
+        ("x-http-method-override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("x-method-override", "DELETE"),
+    ];
+    for trusted in [false, true] {
+        let h = rewrite(&overrides, &Opts { trusted, ..opts() });
+        for (name, _) in &overrides {
+            assert_eq!(
+                get(&h, name),
+                None,
+                "{name} passed (trusted peer: {trusted})"
+            );
+        }
+    }
+}

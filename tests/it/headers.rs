@@ -28,6 +28,10 @@ async fn spoofed_identity_and_hop_by_hop_headers_never_reach_the_upstream() {
         .header("X-Real-IP", "6.6.6.6")
         .header("True-Client-IP", "6.6.6.6")
         .header("CF-Connecting-IP", "6.6.6.6")
+        .header("X-Original-URL", "/admin")
+        .header("X-Rewrite-URL", "/admin")
+        .header("X-HTTP-Method-Override", "DELETE")
+        .header("X-Method-Override", "DELETE")
         .header("Authorization", "Bearer secret-token")
         .header("Keep-Alive", "timeout=5")
         .header("Proxy-Authorization", "Basic Zm9vOmJhcg==")
@@ -49,6 +53,10 @@ async fn spoofed_identity_and_hop_by_hop_headers_never_reach_the_upstream() {
         "forwarded",
         "true-client-ip",
         "cf-connecting-ip",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "x-method-override",
         "authorization",
         "keep-alive",
         "proxy-authorization",
