@@ -50,6 +50,14 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<B
         record("", "none", status, started);
         return pages::error_page(status, "TRACE is not supported.", id, html);
     }
+    // Methods are case-sensitive, and policy compares them exactly, but some frameworks
+    // uppercase what they receive (Django does): `delete` would pass a rule that denies
+    // DELETE and then be served as one. Like nginx, only `A-Z`, `-` and `_` are accepted.
+    if !is_plain_method(req.method()) {
+        let status = StatusCode::BAD_REQUEST;
+        record("", "none", status, started);
+        return pages::error_page(status, "The request method is not valid.", id, html);
+    }
 
     let path = match normalize_path(req.uri().path()) {
         Ok(path) => path.into_owned(),
@@ -225,6 +233,14 @@ fn login_or_unauthorized(
         &format!("/.portcullis/login?{}", query.finish()),
         &[],
     )
+}
+
+/// Whether the method is written only with `A-Z`, `-` and `_` (every registered method is).
+fn is_plain_method(method: &http::Method) -> bool {
+    method
+        .as_str()
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
 }
 
 /// The request's host without port, lowercased: the Host header, or the HTTP/2 authority.

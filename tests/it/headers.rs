@@ -290,3 +290,28 @@ async fn an_h2c_upgrade_is_not_relayed_so_no_upstream_can_switch_past_the_policy
     }
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_method_in_lowercase_is_refused_so_no_framework_can_uppercase_it_past_the_policy() {
+    let up = echo_upstream().await;
+    let route = format!(
+        "[[routes]]\nid = \"app\"\npath = \"/\"\nupstream = [\"{up}\"]\nauth = [\"none\"]\n\
+         [routes.policy]\nallow = [{{ public = true }}]\ndeny = [{{ id = \"no-deletes\", methods = [\"DELETE\"] }}]\n"
+    );
+    let proxy = start_proxy(&route).await;
+    for (method, expected) in [
+        ("DELETE", 403),
+        ("delete", 400),
+        ("Delete", 400),
+        ("GET", 200),
+        ("get", 400),
+        ("VERSION-CONTROL", 200),
+        ("M-SEARCH", 200),
+    ] {
+        let request =
+            format!("{method} /x HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n");
+        let answer = raw_request(proxy.addr, request.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(raw_status(&answer), expected, "{method}: {answer}");
+    }
+    proxy.shutdown().await;
+}
