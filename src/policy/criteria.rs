@@ -14,6 +14,15 @@ use super::evaluate::RequestFacts;
 use super::rule::Criterion;
 use crate::identity::{AuthMethod, Identity};
 
+/// Whether `method` is one of `listed`, a listed `GET` covering `HEAD`: every common framework
+/// answers HEAD with its GET handler, so a rule or route about GET that left HEAD out would
+/// let HEAD reach that handler under other rules (a deny on GET, passed by HEAD). Shared with
+/// route matching so the two never disagree.
+pub fn method_listed(listed: &[http::Method], method: &http::Method) -> bool {
+    listed.contains(method)
+        || (*method == http::Method::HEAD && listed.contains(&http::Method::GET))
+}
+
 /// Whether `criterion` holds for the request described by `facts` at `now`.
 pub(super) fn criterion_holds(
     criterion: &Criterion,
@@ -28,7 +37,7 @@ pub(super) fn criterion_holds(
                 .map_or(AuthMethod::None, |identity| identity.auth);
             methods.contains(&presented)
         }
-        Criterion::Methods(methods) => methods.contains(facts.method),
+        Criterion::Methods(methods) => method_listed(methods, facts.method),
         Criterion::Paths(patterns) => patterns.iter().any(|pattern| pattern.matches(facts.path)),
         Criterion::Ip(networks) => ip_in_networks(facts.client_ip, networks),
         Criterion::Time(windows) => windows.iter().any(|window| window.contains(now)),

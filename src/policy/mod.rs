@@ -15,6 +15,7 @@ mod time_window;
 #[cfg(test)]
 mod tests;
 
+pub use criteria::method_listed;
 pub use decision::{Decision, Outcome, Permit, Reason};
 pub use evaluate::{RequestFacts, evaluate};
 pub use explain::{CriterionCheck, Explanation, RuleCheck, RuleEffect, evaluate_explained};

@@ -137,14 +137,21 @@ impl Entry {
         };
         host_ok
             && prefix_matches(&self.base, path)
-            && self.methods.as_ref().is_none_or(|m| m.contains(method))
+            && self
+                .methods
+                .as_ref()
+                .is_none_or(|m| crate::policy::method_listed(m, method))
     }
 
     fn ties_with(&self, other: &Entry) -> bool {
         self.host == other.host
             && self.base == other.base
             && match (&self.methods, &other.methods) {
-                (Some(mine), Some(theirs)) => mine.iter().any(|m| theirs.contains(m)),
+                // A common method, counting a GET's HEAD (`policy::method_listed`).
+                (Some(mine), Some(theirs)) => {
+                    mine.iter().any(|m| crate::policy::method_listed(theirs, m))
+                        || theirs.iter().any(|m| crate::policy::method_listed(mine, m))
+                }
                 (None, None) => true,
                 // The route naming methods is the more specific one: not a tie.
                 _ => false,

@@ -170,6 +170,22 @@ fn method_list_filters_requests() {
     assert_eq!(t.find(None, "/upload", &POST), Some(0));
     assert_eq!(t.find(None, "/upload", &GET), None);
     assert_eq!(t.find(None, "/upload", &Method::HEAD), None);
+    // A route for GET takes HEAD too: otherwise HEAD would fall to a broader route (and its
+    // policy) and still be answered by the upstream's GET handler.
+    let t = table(&[route(None, "/admin/", Some(&[GET])), any("/")]);
+    assert_eq!(t.find(None, "/admin/x", &Method::HEAD), Some(0));
+}
+
+#[test]
+fn a_get_route_and_a_head_route_on_one_prefix_tie() {
+    let get = route(None, "/api/", Some(&[GET]));
+    let head = route(None, "/api/", Some(&[Method::HEAD]));
+    let conflict = RouteConflict { index: 1, other: 0 };
+    assert_eq!(
+        RouteTable::new(&[get.clone(), head.clone()]).unwrap_err(),
+        vec![conflict.clone()]
+    );
+    assert_eq!(RouteTable::new(&[head, get]).unwrap_err(), vec![conflict]);
 }
 
 #[test]

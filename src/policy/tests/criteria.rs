@@ -207,6 +207,11 @@ fn methods() {
     assert!(anon().method(Method::HEAD).holds(reads()));
     assert!(!anon().method(Method::POST).holds(reads()));
     assert!(user(alice()).method(Method::GET).holds(reads()));
+    // A listed GET covers HEAD (frameworks answer HEAD with the GET handler); not the reverse.
+    let get = || Criterion::Methods(vec![Method::GET]);
+    assert!(anon().method(Method::HEAD).holds(get()));
+    let head = || Criterion::Methods(vec![Method::HEAD]);
+    assert!(!anon().method(Method::GET).holds(head()));
     let custom = Method::from_bytes(b"PROPFIND").unwrap();
     assert!(
         anon()
