@@ -274,19 +274,25 @@ fn append_to_list<'a>(
     HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).unwrap_or_else(|_| last.clone())
 }
 
-/// Removes one cookie (portcullis's session cookie) from every `Cookie` header, keeping the
-/// others byte for byte. Allocates only when the cookie is present.
-pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
-    let present = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .any(|v| cookie_pairs(v.as_bytes()).any(|pair| is_cookie(pair, name)));
-    if !present {
+/// Removes the cookies named in `names` (portcullis's own) from the `Cookie` header, keeping
+/// the others byte for byte, and leaves at most one `Cookie` field: several (HTTP/2 sends
+/// each cookie as its own field) are joined with `; `, which RFC 9113 8.2.3 requires before
+/// a request goes on over HTTP/1.1, where servers read one field (and some only the first).
+/// Allocates only when there is something to remove or join.
+pub fn remove_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    let ours = |pair: &[u8]| names.iter().any(|name| is_cookie(pair, name));
+    let mut fields = 0;
+    let mut present = false;
+    for value in headers.get_all(header::COOKIE) {
+        fields += 1;
+        present |= cookie_pairs(value.as_bytes()).any(ours);
+    }
+    if !present && fields < 2 {
         return;
     }
     let mut kept: Vec<u8> = Vec::new();
     for value in headers.get_all(header::COOKIE) {
-        for pair in cookie_pairs(value.as_bytes()).filter(|p| !is_cookie(p, name)) {
+        for pair in cookie_pairs(value.as_bytes()).filter(|p| !ours(p)) {
             if !kept.is_empty() {
                 kept.extend_from_slice(b"; ");
             }

@@ -370,17 +370,31 @@ fn removes_only_the_session_cookie() {
         ("cookie", "a=1; portcullis=secret; b=2"),
         ("cookie", "portcullis=x"),
     ]);
-    remove_cookie(&mut h, "portcullis");
+    remove_cookies(&mut h, &["portcullis"]);
     assert_eq!(get(&h, "cookie"), Some("a=1; b=2"));
     assert_eq!(h.get_all("cookie").iter().count(), 1);
 
     let mut h = map(&[("cookie", "portcullis=secret")]);
-    remove_cookie(&mut h, "portcullis");
+    remove_cookies(&mut h, &["portcullis"]);
     assert!(!h.contains_key("cookie"));
 
     let mut h = map(&[("cookie", "portcullis_other=1;portcullisx=2")]);
-    remove_cookie(&mut h, "portcullis");
+    remove_cookies(&mut h, &["portcullis"]);
     assert_eq!(get(&h, "cookie"), Some("portcullis_other=1;portcullisx=2"));
+
+    // Both of portcullis's cookies in one pass.
+    let mut h = map(&[("cookie", "portcullis_login=l; a=1; portcullis=s")]);
+    remove_cookies(&mut h, &["portcullis", "portcullis_login"]);
+    assert_eq!(get(&h, "cookie"), Some("a=1"));
+}
+
+#[test]
+fn several_cookie_fields_become_one_for_http1_upstreams() {
+    // HTTP/2 clients send one field per cookie (RFC 9113 8.2.3: join with "; ").
+    let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+    remove_cookies(&mut h, &["portcullis"]);
+    assert_eq!(h.get_all("cookie").iter().count(), 1);
+    assert_eq!(get(&h, "cookie"), Some("a=1; b=2; c=3"));
 }
 
 #[test]

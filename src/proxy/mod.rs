@@ -40,7 +40,7 @@ pub use forward::{forward, forward_served};
 pub use headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_PORTCULLIS_DECISION_ID,
     X_PORTCULLIS_EMAIL, X_PORTCULLIS_GROUPS, X_PORTCULLIS_JWT_ASSERTION, X_PORTCULLIS_USER,
-    remove_cookie, remove_set_cookies,
+    remove_cookies, remove_set_cookies,
 };
 
 /// Per-request facts the proxy needs besides the request itself.

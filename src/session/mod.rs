@@ -236,8 +236,11 @@ impl Sessions {
     /// Removes portcullis's session and login cookies from a request before it goes upstream,
     /// keeping every other cookie. Allocates only when one of them is present.
     pub fn strip_cookies(&self, headers: &mut HeaderMap) {
-        crate::proxy::remove_cookie(headers, &self.inner.cookies.session);
-        crate::proxy::remove_cookie(headers, &self.inner.cookies.login);
+        let own = [
+            self.inner.cookies.session.as_str(),
+            self.inner.cookies.login.as_str(),
+        ];
+        crate::proxy::remove_cookies(headers, &own);
     }
 
     /// Removes the `Set-Cookie` fields an upstream's response sent for portcullis's session or

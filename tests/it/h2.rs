@@ -2,16 +2,21 @@
 
 use crate::support::*;
 
+/// A client that speaks HTTP/2 without TLS from the first byte (h2c prior knowledge).
+fn h2c_client() -> reqwest::Client {
+    init();
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge_is_proxied() {
     let up = echo_upstream().await;
     let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
-    init();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let client = h2c_client();
     let response = client.get(proxy.url("/h2/path?q=1")).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     let echo = echo_json(response).await;
@@ -22,6 +27,43 @@ async fn h2c_prior_knowledge_is_proxied() {
         "the upstream side speaks HTTP/1.1"
     );
     assert!(echo["headers"]["host"].as_str().is_some());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_h2_clients_cookie_fields_reach_an_http1_upstream_as_one() {
+    // RFC 9113 8.2.3: HTTP/2 may carry each cookie in its own field; before HTTP/1.1 they
+    // must be joined with "; ". HTTP/1.1 servers read one Cookie field (some only the first).
+    let up = upstream(|req| async move {
+        let fields: Vec<String> = req
+            .headers()
+            .get_all("cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        text(200, fields.join(" | "))
+    })
+    .await;
+    let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
+    let client = h2c_client();
+    let response = client
+        .get(proxy.url("/"))
+        .header("cookie", "a=1")
+        .header("cookie", "portcullis=not-for-the-upstream")
+        .header("cookie", "b=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.text().await.unwrap(), "a=1; b=2");
+    let response = client
+        .get(proxy.url("/"))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "a=1; b=2");
     proxy.shutdown().await;
 }
 
