@@ -88,14 +88,17 @@ pub(super) async fn dispatch(
     // authority is the host (RFC 9113 8.3.1: `:authority` likewise). Routing, X-Forwarded-Host
     // and preserve_host all read Host, so it is made to agree here, once: a Host that
     // disagrees with the target must not choose the route.
+    if let Some(authority) = req.uri().authority() {
+        // It takes Host's place, so it must be a valid Host in turn (`http://user@app/` is
+        // not), whether or not a Host field says the same.
+        if !valid(authority.as_str().as_bytes()) {
+            return bad_host(&req, INVALID_HOST);
+        }
+    }
     if let Some(authority) = req.uri().authority()
         && req.headers().get(http::header::HOST).map(|h| h.as_bytes())
             != Some(authority.as_str().as_bytes())
     {
-        // It takes Host's place, so it must be a valid Host in turn (`http://user@app/` is not).
-        if !valid(authority.as_str().as_bytes()) {
-            return bad_host(&req, INVALID_HOST);
-        }
         match http::HeaderValue::from_str(authority.as_str()) {
             Ok(host) => {
                 req.headers_mut().insert(http::header::HOST, host);

@@ -197,6 +197,7 @@ async fn http11_requests_need_exactly_one_valid_host() {
         b"GET /x HTTP/1.0\r\nHost: a.example:80:81\r\n\r\n",
         b"POST /x HTTP/1.1\r\nHost: a b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
         b"GET http://user@a.example/x HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+        b"GET http://user@a.example/x HTTP/1.1\r\nHost: user@a.example\r\nConnection: close\r\n\r\n",
     ] {
         let answer = raw_request(proxy.addr, head, Duration::from_secs(5)).await;
         assert_eq!(raw_status(&answer), 400, "{answer}");
