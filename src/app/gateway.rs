@@ -41,45 +41,60 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<B
     let started = Instant::now();
     let id = crate::ids::uuid_v7();
     let html = pages::wants_html(req.headers());
+    // An answer before any route is chosen: counted under no route, never audited.
+    let refuse = |decision: &'static str, status: StatusCode, message: &str| {
+        record("", decision, status, started);
+        pages::error_page(status, message, id, html)
+    };
 
     // TRACE makes the upstream echo the request it received, and that carries what portcullis
     // added: the signed identity assertion and claim headers, which must never reach a client
     // (cross-site tracing). Refused for every route, as nginx does; 501 per pinned behaviour 8.
     if req.method() == http::Method::TRACE {
-        let status = StatusCode::NOT_IMPLEMENTED;
-        record("", "none", status, started);
-        return pages::error_page(status, "TRACE is not supported.", id, html);
+        return refuse(
+            "none",
+            StatusCode::NOT_IMPLEMENTED,
+            "TRACE is not supported.",
+        );
     }
     // Methods are case-sensitive, and policy compares them exactly, but some frameworks
     // uppercase what they receive (Django does): `delete` would pass a rule that denies
     // DELETE and then be served as one. Like nginx, only `A-Z`, `-` and `_` are accepted.
     if !is_plain_method(req.method()) {
-        let status = StatusCode::BAD_REQUEST;
-        record("", "none", status, started);
-        return pages::error_page(status, "The request method is not valid.", id, html);
+        return refuse(
+            "none",
+            StatusCode::BAD_REQUEST,
+            "The request method is not valid.",
+        );
     }
 
     let path = match normalize_path(req.uri().path()) {
         Ok(path) => path.into_owned(),
         Err(error) => {
             tracing::debug!(request_id = %id, %error, "refused path");
-            let status = StatusCode::BAD_REQUEST;
-            record("", "error", status, started);
-            return pages::error_page(status, "The request path is not allowed.", id, html);
+            return refuse(
+                "error",
+                StatusCode::BAD_REQUEST,
+                "The request path is not allowed.",
+            );
         }
     };
     // The reserved prefix is never forwarded, however the path was spelled: a request that
     // only normalizes onto it (`/x/../.portcullis/login`) missed the router's endpoints.
     if path == "/.portcullis" || path.starts_with("/.portcullis/") {
-        let status = StatusCode::NOT_FOUND;
-        record("", "none", status, started);
-        return pages::error_page(status, "No such portcullis endpoint.", id, html);
+        return refuse(
+            "none",
+            StatusCode::NOT_FOUND,
+            "No such portcullis endpoint.",
+        );
     }
     let host = request_host(&req);
     let Some(index) = state.routes.find(host.as_deref(), &path, req.method()) else {
-        let status = StatusCode::NOT_FOUND;
-        record("", "none", status, started);
-        return pages::error_page(status, "No route matches this request.", id, html);
+        return refuse(
+            "none",
+            StatusCode::NOT_FOUND,
+            "No route matches this request.",
+        );
     };
     let route = &state.proxies[index];
     let route_id: &str = &route.route().id;

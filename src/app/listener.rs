@@ -94,17 +94,16 @@ pub(super) async fn dispatch(
         if !valid(authority.as_str().as_bytes()) {
             return bad_host(&req, INVALID_HOST);
         }
-    }
-    if let Some(authority) = req.uri().authority()
-        && req.headers().get(http::header::HOST).map(|h| h.as_bytes())
+        if req.headers().get(http::header::HOST).map(|h| h.as_bytes())
             != Some(authority.as_str().as_bytes())
-    {
-        match http::HeaderValue::from_str(authority.as_str()) {
-            Ok(host) => {
-                req.headers_mut().insert(http::header::HOST, host);
-            }
-            Err(_) => {
-                req.headers_mut().remove(http::header::HOST);
+        {
+            match http::HeaderValue::from_str(authority.as_str()) {
+                Ok(host) => {
+                    req.headers_mut().insert(http::header::HOST, host);
+                }
+                Err(_) => {
+                    req.headers_mut().remove(http::header::HOST);
+                }
             }
         }
     }

@@ -317,10 +317,7 @@ pub fn remove_set_cookies(headers: &mut HeaderMap, names: &[&str]) {
             .split(|&b| b == b';')
             .next()
             .unwrap_or_default();
-        pair.iter().position(|&b| b == b'=').is_some_and(|eq| {
-            let name = pair[..eq].trim_ascii();
-            names.iter().any(|n| name == n.as_bytes())
-        })
+        pair.contains(&b'=') && names.iter().any(|name| is_cookie(pair, name))
     };
     if !headers.get_all(header::SET_COOKIE).iter().any(sets_one) {
         return;

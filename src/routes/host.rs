@@ -205,9 +205,7 @@ fn is_ip_literal(inner: &[u8]) -> bool {
         return !version.is_empty()
             && version.iter().all(u8::is_ascii_hexdigit)
             && !rest.is_empty()
-            && rest
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b));
+            && rest.iter().all(|&b| REG_NAME[usize::from(b)] || b == b':');
     }
     std::str::from_utf8(inner).is_ok_and(|s| s.parse::<Ipv6Addr>().is_ok())
 }

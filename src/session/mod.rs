@@ -234,13 +234,10 @@ impl Sessions {
     }
 
     /// Removes portcullis's session and login cookies from a request before it goes upstream,
-    /// keeping every other cookie. Allocates only when one of them is present.
+    /// keeping every other cookie, and joins several `Cookie` fields into one (see
+    /// [`crate::proxy::remove_cookies`]).
     pub fn strip_cookies(&self, headers: &mut HeaderMap) {
-        let own = [
-            self.inner.cookies.session.as_str(),
-            self.inner.cookies.login.as_str(),
-        ];
-        crate::proxy::remove_cookies(headers, &own);
+        crate::proxy::remove_cookies(headers, &self.own_cookie_names());
     }
 
     /// Removes the `Set-Cookie` fields an upstream's response sent for portcullis's session or
@@ -248,11 +245,13 @@ impl Sessions {
     /// the gate) must not plant a session of its choosing in the browser (fixation) or end
     /// one, and its responses come from the same origin, so the browser would take them.
     pub fn strip_set_cookies(&self, headers: &mut HeaderMap) {
-        let own = [
-            self.inner.cookies.session.as_str(),
-            self.inner.cookies.login.as_str(),
-        ];
-        crate::proxy::remove_set_cookies(headers, &own);
+        crate::proxy::remove_set_cookies(headers, &self.own_cookie_names());
+    }
+
+    /// The session and login cookies' names as sent: what never passes between browser and
+    /// upstream in either direction.
+    fn own_cookie_names(&self) -> [&str; 2] {
+        [&self.inner.cookies.session, &self.inner.cookies.login]
     }
 
     /// Loads the caller's session from the Cookie header; None when absent, unknown, expired

@@ -34,16 +34,9 @@ async fn h2c_prior_knowledge_is_proxied() {
 async fn an_h2_clients_cookie_fields_reach_an_http1_upstream_as_one() {
     // RFC 9113 8.2.3: HTTP/2 may carry each cookie in its own field; before HTTP/1.1 they
     // must be joined with "; ". HTTP/1.1 servers read one Cookie field (some only the first).
-    let up = upstream(|req| async move {
-        let fields: Vec<String> = req
-            .headers()
-            .get_all("cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect();
-        text(200, fields.join(" | "))
-    })
-    .await;
+    let up =
+        upstream(|req| async move { text(200, field_values(req.headers(), "cookie").join(" | ")) })
+            .await;
     let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
     let client = h2c_client();
     let response = client

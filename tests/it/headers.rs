@@ -257,13 +257,10 @@ async fn an_upstream_cannot_set_portcullis_cookies_in_the_browser() {
     let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
     let response = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let cookies: Vec<_> = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(cookies, ["theme=dark; Path=/"]);
+    assert_eq!(
+        field_values(response.headers(), "set-cookie"),
+        ["theme=dark; Path=/"]
+    );
     proxy.shutdown().await;
 }
 

@@ -179,6 +179,15 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8], wait: Duration) -> St
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Every value of the `name` field, in order, as text (one entry per field line).
+pub fn field_values(headers: &http::HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The status code of a raw HTTP/1.1 answer (0 when there is none).
 pub fn raw_status(answer: &str) -> u16 {
     answer
