@@ -39,7 +39,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
 /// without the extension map an axum handler reads (it costs allocations per request).
 pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<Body> {
     let started = Instant::now();
-    let id = crate::ids::uuid_v7();
+    // One wall-clock read serves the request id and the policy's time windows.
+    let wall = jiff::Timestamp::now();
+    let id = crate::ids::uuid_v7_at(wall);
     let html = pages::wants_html(req.headers());
     // An answer before any route is chosen: counted under no route, never audited.
     let refuse = |decision: &'static str, status: StatusCode, message: &str| {
@@ -144,7 +146,7 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<B
         client_ip,
         identity,
     };
-    let decision = policy::evaluate(&route.route().policy, &facts, jiff::Timestamp::now());
+    let decision = policy::evaluate(&route.route().policy, &facts, wall);
     if let Some(audit) = audit.as_mut() {
         audit.decided(&decision);
         // Strict mode: no upstream contact before the decision is committed.
@@ -251,7 +253,7 @@ fn login_or_unauthorized(
 }
 
 /// Whether the method is written only with `A-Z`, `-` and `_` (every registered method is).
-fn is_plain_method(method: &http::Method) -> bool {
+pub(super) fn is_plain_method(method: &http::Method) -> bool {
     method
         .as_str()
         .bytes()

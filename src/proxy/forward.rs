@@ -56,7 +56,7 @@ pub async fn forward_served(
 
     let host_preserved =
         cfg.preserve_host && (client_host.is_some() || parts.uri.authority().is_some());
-    let mut index = route.upstreams.pick(Instant::now());
+    let mut index = route.upstreams.pick(Instant::now);
     let mut headers = parts.headers;
     let rewrite = RequestRewrite {
         peer: canonical(ctx.peer.ip()),

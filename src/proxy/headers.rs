@@ -219,7 +219,29 @@ fn claim_value(s: &str) -> Option<HeaderValue> {
     HeaderValue::from_bytes(s.as_bytes()).ok()
 }
 
+thread_local! {
+    /// The last address [`ip_header_value`] formatted on this thread: a keep-alive connection,
+    /// or a load balancer in front, sends many requests from one address.
+    static LAST_IP: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `ip` as a header value; clones of the last one made on this thread share its bytes.
 fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    LAST_IP.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((cached, value)) = last.as_ref()
+            && *cached == ip
+        {
+            return value.clone();
+        }
+        let value = format_ip(ip);
+        *last = Some((ip, value.clone()));
+        value
+    })
+}
+
+fn format_ip(ip: IpAddr) -> HeaderValue {
     if let IpAddr::V4(v4) = ip {
         // Every request formats its peer: digits by hand, without the fmt machinery.
         let mut buf = [0u8; 15];
@@ -357,10 +379,16 @@ fn ipv4_peers_format_like_display() {
         "1.100.10.9",
     ] {
         let parsed: IpAddr = ip.parse().unwrap();
+        assert_eq!(format_ip(parsed), ip);
+        // Twice: the second comes from the per-thread cache.
+        assert_eq!(ip_header_value(parsed), ip);
         assert_eq!(ip_header_value(parsed), ip);
     }
     let v6: IpAddr = "2001:db8::1".parse().unwrap();
     assert_eq!(ip_header_value(v6), "2001:db8::1");
+    let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+    assert_eq!(ip_header_value(mapped), "::ffff:10.0.0.1");
+    assert_eq!(ip_header_value("10.0.0.1".parse().unwrap()), "10.0.0.1");
 }
 
 #[cfg(test)]
