@@ -136,10 +136,23 @@ pub async fn forward_served(
                     GuardedBody::new(Body::empty(), cfg.timeouts.idle, cfg.max_body)
                 });
                 // Only a request that may be retried keeps a copy of its headers.
-                let attempt_headers = match retries_left {
+                let mut attempt_headers = match retries_left {
                     0 => headers.take().unwrap_or_default(),
                     _ => headers.clone().unwrap_or_default(),
                 };
+                // hyper sends a GET or HEAD body of unknown length (a chunked one, or HTTP/2
+                // DATA without Content-Length) as no body at all unless the framing is set:
+                // the upstream would get the request without what the client sent (an
+                // Elasticsearch query becomes match-all).
+                if !body_empty
+                    && attempt_body.size_hint().exact().is_none()
+                    && !attempt_headers.contains_key(header::CONTENT_LENGTH)
+                {
+                    attempt_headers.insert(
+                        header::TRANSFER_ENCODING,
+                        HeaderValue::from_static("chunked"),
+                    );
+                }
                 let mut out = Request::new(attempt_body);
                 *out.method_mut() = parts.method.clone();
                 *out.uri_mut() = uri;
