@@ -374,10 +374,10 @@ fn encode_head(
     mut keep_alive: bool,
 ) -> (Framing, bool) {
     let status = parts.status;
-    let bodiless = head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    // RFC 9110 8.6: no Content-Length in a 1xx or 204, whatever an upstream said (a client
+    // that believed one would take the next response's bytes for this one's body).
+    let lengthless = status.is_informational() || status == StatusCode::NO_CONTENT;
+    let bodiless = head_request || lengthless || status == StatusCode::NOT_MODIFIED;
     let mut declared = None;
     let mut has_date = false;
     for (name, value) in &parts.headers {
@@ -417,7 +417,7 @@ fn encode_head(
     for (name, value) in &parts.headers {
         // Framing is this loop's to state; a handler's own Content-Length was read above.
         if name == header::TRANSFER_ENCODING
-            || (name == header::CONTENT_LENGTH && declared.is_none())
+            || (name == header::CONTENT_LENGTH && (declared.is_none() || lengthless))
         {
             continue;
         }
@@ -425,7 +425,9 @@ fn encode_head(
     }
     // A HEAD answer states the length the GET would have (RFC 9110 9.3.2), when known.
     let head_length = match framing {
-        Framing::None if head_request && declared.is_none() && status.is_success() => {
+        Framing::None
+            if head_request && declared.is_none() && status.is_success() && !lengthless =>
+        {
             body.size_hint().exact().filter(|&n| n > 0)
         }
         _ => None,

@@ -167,6 +167,25 @@ fn heads_state_their_framing() {
     let (text, framing, _) = encoded(no_content, Version::HTTP_11, false);
     assert!(text.starts_with("HTTP/1.1 204 No Content\r\n") && !text.contains("content-length"));
     assert_eq!(framing, Framing::None);
+    // Nor when an upstream sent one (RFC 9110 8.6), to GET or HEAD.
+    for head in [false, true] {
+        let no_content = Response::builder()
+            .status(204)
+            .header("content-length", "5")
+            .body(Body::empty())
+            .unwrap();
+        let (text, framing, _) = encoded(no_content, Version::HTTP_11, head);
+        assert!(!text.contains("content-length"), "{text}");
+        assert_eq!(framing, Framing::None);
+    }
+    // A 304 keeps it: it states the length of the representation not sent.
+    let not_modified = Response::builder()
+        .status(304)
+        .header("content-length", "5")
+        .body(Body::empty())
+        .unwrap();
+    let (text, _, _) = encoded(not_modified, Version::HTTP_11, false);
+    assert!(text.contains("content-length: 5\r\n"), "{text}");
 
     let closing = Response::builder()
         .header("connection", "close")
