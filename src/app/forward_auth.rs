@@ -6,7 +6,8 @@
 //! The original request is read from `X-Forwarded-Method` / `X-Forwarded-Uri` /
 //! `X-Forwarded-Host` (Traefik) or `X-Original-Method` / `X-Original-URL` (nginx), and only
 //! when the TCP peer is in `server.trusted_proxies`: anyone else could claim any method, path
-//! or client address, so they get 403. A trusted peer that sends neither set gets 400.
+//! or client address, so they get 403. A trusted peer that sends neither set, or no method,
+//! gets 400.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,30 +56,51 @@ fn original(headers: &HeaderMap) -> Result<Original, &'static str> {
         }
         (None, Some(url)) => {
             let method = header_text(headers, "x-original-method");
-            let url = Url::parse(url).map_err(|_| "X-Original-URL is not an absolute URL")?;
-            let host = url.host_str().map(|h| match url.port() {
+            let parsed = Url::parse(url).map_err(|_| "X-Original-URL is not an absolute URL")?;
+            let host = parsed.host_str().map(|h| match parsed.port() {
                 Some(port) => format!("{h}:{port}"),
                 None => h.to_owned(),
             });
-            let mut uri = url.path().to_owned();
-            if let Some(query) = url.query() {
-                uri.push('?');
-                uri.push_str(query);
-            }
-            (method, host, uri)
+            (method, host, raw_target(url)?)
         }
         (None, None) => return Err("X-Forwarded-Uri or X-Original-URL is required"),
     };
-    let method = match method {
-        Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| "bad original method")?,
-        None => Method::GET,
-    };
+    // Required: a default would decide about a method the ingress may not forward (a DELETE
+    // taken for a GET passes a rule that denies DELETE).
+    let method = method.ok_or("X-Forwarded-Method or X-Original-Method is required")?;
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| "bad original method")?;
+    // As on the gateway: `delete` would pass a rule that denies DELETE and reach a framework
+    // that uppercases it (nginx refuses such methods itself; Traefik passes them on).
+    if !super::gateway::is_plain_method(&method) {
+        return Err("the original method is not valid");
+    }
     let uri: Uri = uri.parse().map_err(|_| "bad original URI")?;
     if !uri.path().starts_with('/') {
         return Err("the original URI must start with /");
     }
     let host = host.and_then(|h| routes::host_of(&h).map(|h| h.into_owned()));
     Ok(Original { method, host, uri })
+}
+
+/// The request target of an absolute URL exactly as written (`$request_uri`), fragment
+/// dropped. Not the `url` crate's path: it resolves `\` as `/` and `..` itself, so
+/// `/public\..\admin` would be decided as `/admin` while the ingress forwards the original to
+/// a backend that may read it differently; written as is, the path meets the same checks as
+/// on the gateway (a `\` is 400).
+fn raw_target(url: &str) -> Result<String, &'static str> {
+    let after_scheme = url
+        .find("://")
+        .map(|i| &url[i + 3..])
+        .ok_or("X-Original-URL is not an absolute URL")?;
+    let target = after_scheme
+        .find(['/', '?', '#'])
+        .map_or("", |start| &after_scheme[start..]);
+    let target = target.split('#').next().unwrap_or_default();
+    Ok(match target.strip_prefix('?') {
+        Some(_) => format!("/{target}"),
+        None if target.is_empty() => "/".to_owned(),
+        None => target.to_owned(),
+    })
 }
 
 /// Serves one forward-auth question.
@@ -105,6 +127,11 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         Ok(original) => original,
         Err(message) => return pages::error_page(StatusCode::BAD_REQUEST, message, id, false),
     };
+    // The upstream would echo the request it received, with the identity headers the
+    // ingress adds after a 200 (cross-site tracing): denied, as the gateway refuses it.
+    if original.method == Method::TRACE {
+        return pages::error_page(StatusCode::FORBIDDEN, "TRACE is not supported.", id, html);
+    }
     let Ok(path) = normalize_path(original.uri.path()).map(|p| p.into_owned()) else {
         return pages::error_page(
             StatusCode::BAD_REQUEST,
@@ -285,6 +312,30 @@ mod tests {
     }
 
     #[test]
+    fn the_nginx_target_is_taken_as_written() {
+        let cases = [
+            ("https://app.corp.example/a/b?x=1#frag", "/a/b?x=1"),
+            ("https://app.corp.example", "/"),
+            ("https://app.corp.example?x=1", "/?x=1"),
+            (
+                "https://app.corp.example:8443/public\\..\\admin",
+                "/public\\..\\admin",
+            ),
+            ("http://app/public/%2e%2e/admin", "/public/%2e%2e/admin"),
+        ];
+        for (url, target) in cases {
+            assert_eq!(raw_target(url).unwrap(), target, "{url}");
+        }
+        assert!(raw_target("/relative").is_err());
+        // A backslash path is refused, not read as `/admin`.
+        let o = original(&headers(&[
+            ("x-original-method", "GET"),
+            ("x-original-url", "http://app/public\\..\\admin"),
+        ]));
+        assert!(o.is_err() || normalize_path(o.unwrap().uri.path()).is_err());
+    }
+
+    #[test]
     fn refuses_missing_or_bad_originals() {
         assert!(original(&HeaderMap::new()).is_err());
         assert!(original(&headers(&[("x-original-url", "/relative")])).is_err());
@@ -296,8 +347,21 @@ mod tests {
             ]))
             .is_err()
         );
-        // Method defaults to GET.
-        let o = original(&headers(&[("x-forwarded-uri", "/")])).unwrap();
-        assert_eq!(o.method, Method::GET);
+        // No default method: a DELETE taken for a GET would pass a rule that denies DELETE.
+        assert!(original(&headers(&[("x-forwarded-uri", "/")])).is_err());
+        let url = ("x-original-url", "https://app.corp.example/admin");
+        assert!(original(&headers(&[url])).is_err());
+        // Only methods written in `A-Z`, `-`, `_`, as on the gateway.
+        for method in ["delete", "Get", "GET\u{7f}"] {
+            let Ok(value) = HeaderValue::from_str(method) else {
+                continue;
+            };
+            let mut map = headers(&[url]);
+            map.insert("x-original-method", value);
+            assert!(original(&map).is_err(), "{method}");
+        }
+        let mut map = headers(&[url]);
+        map.insert("x-original-method", HeaderValue::from_static("PROPFIND"));
+        assert_eq!(original(&map).unwrap().method.as_str(), "PROPFIND");
     }
 }

@@ -11,7 +11,7 @@ use crate::support;
 async fn proxy(trusted: &str) -> (support::Proxy, keys::JwksServer) {
     let jwks = keys::JwksServer::start(vec![keys::rsa().jwk("r1")]).await;
     let config = format!(
-        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"off\"\ntrusted_proxies = [\"{trusted}\"]\n{}\n[[routes]]\nid = \"open\"\npath = \"/public/\"\nupstream = \"http://127.0.0.1:9\"\nauth = [\"none\"]\n[routes.policy]\nallow = [{{ public = true }}]\n",
+        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"off\"\ntrusted_proxies = [\"{trusted}\"]\n{}\n[[routes]]\nid = \"open\"\npath = \"/public/\"\nupstream = \"http://127.0.0.1:9\"\nauth = [\"none\"]\n[routes.policy]\nallow = [{{ public = true }}]\n[[routes]]\nid = \"office\"\npath = \"/office/\"\nupstream = \"http://127.0.0.1:9\"\nauth = [\"none\"]\n[routes.policy]\nallow = [{{ ip = [\"10.0.0.0/8\"] }}]\n",
         super::bearer_config(&jwks.url, "http://127.0.0.1:9", "")
     );
     (support::start_proxy(&config).await, jwks)
@@ -69,6 +69,23 @@ async fn answers_traefik_style_questions() {
     );
     assert_eq!(ask("/nowhere", None).await.unwrap().status(), 403);
     assert_eq!(ask("/api/%2e%2e%2fx%5c", None).await.unwrap().status(), 400);
+    // The method is not guessed, and is held to the gateway's rules.
+    let with_method = |method: &'static str| {
+        client
+            .get(proxy.url("/.portcullis/auth"))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", "/public/page")
+    };
+    assert_eq!(with_method("GET").send().await.unwrap().status(), 200);
+    assert_eq!(with_method("delete").send().await.unwrap().status(), 400);
+    assert_eq!(with_method("TRACE").send().await.unwrap().status(), 403);
+    let response = client
+        .get(proxy.url("/.portcullis/auth"))
+        .header("x-forwarded-uri", "/public/page")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "no method");
     // A trusted peer that does not say what it is asking about.
     let response = client
         .get(proxy.url("/.portcullis/auth"))
@@ -142,13 +159,20 @@ http {{
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
       proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     }}
     location / {{
       auth_request /_portcullis_auth;
       auth_request_set $portcullis_user $upstream_http_x_portcullis_user;
+      auth_request_set $portcullis_email $upstream_http_x_portcullis_email;
+      auth_request_set $portcullis_groups $upstream_http_x_portcullis_groups;
       auth_request_set $portcullis_assertion $upstream_http_x_portcullis_jwt_assertion;
+      auth_request_set $portcullis_decision $upstream_http_x_portcullis_decision_id;
       proxy_set_header X-Portcullis-User $portcullis_user;
+      proxy_set_header X-Portcullis-Email $portcullis_email;
+      proxy_set_header X-Portcullis-Groups $portcullis_groups;
       proxy_set_header X-Portcullis-Jwt-Assertion $portcullis_assertion;
+      proxy_set_header X-Portcullis-Decision-Id $portcullis_decision;
       proxy_set_header Authorization "";
       proxy_pass {upstream};
     }}
@@ -247,4 +271,40 @@ async fn real_nginx_auth_request() {
         .unwrap();
     let echo: serde_json::Value = response.json().await.unwrap();
     assert_ne!(echo["headers"]["x-portcullis-user"], "admin");
+    // Nor any other identity header portcullis answers with: each is overwritten (an empty
+    // value sends none).
+    let response = client
+        .get(format!("{base}/public/page"))
+        .header("x-portcullis-email", "ceo@corp.example")
+        .header("x-portcullis-groups", "admins")
+        .header("x-portcullis-decision-id", "forged")
+        .send()
+        .await
+        .unwrap();
+    let echo: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        echo["headers"].get("x-portcullis-email").is_none(),
+        "{echo}"
+    );
+    assert!(
+        echo["headers"].get("x-portcullis-groups").is_none(),
+        "{echo}"
+    );
+    assert_ne!(echo["headers"]["x-portcullis-decision-id"], "forged");
+
+    // An ip rule sees the client nginx saw, not an address the client wrote: without
+    // `X-Forwarded-For $proxy_add_x_forwarded_for` the auth request carried the client's own
+    // header, which portcullis believes from a trusted peer. The client comes from
+    // 127.0.0.2, outside trusted_proxies (127.0.0.1/32).
+    let outside = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let response = outside
+        .get(format!("{base}/office/page"))
+        .header("x-forwarded-for", "10.1.2.3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403, "spoofed X-Forwarded-For");
 }
