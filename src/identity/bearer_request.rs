@@ -20,6 +20,10 @@ pub enum BearerPresented<'a> {
     Token(Cow<'a, str>),
     /// `Authorization: Bearer` with nothing usable after it.
     Empty,
+    /// More than one credential: several `Authorization` fields, a repeated query parameter,
+    /// or a header and a query token that differ. Refused rather than picked: the upstream
+    /// also receives them and may read another one than the one validated.
+    Ambiguous,
 }
 
 /// Reads the token from the headers, or from the route's opted-in query parameter.
@@ -31,37 +35,71 @@ pub fn bearer_token<'a>(
     if !route.auth.contains(&AuthMethod::Bearer) {
         return BearerPresented::Absent;
     }
-    for value in headers.get_all(header::AUTHORIZATION) {
-        let Ok(value) = value.to_str() else { continue };
-        let value = value.trim();
-        let Some((scheme, rest)) = value.split_once(' ') else {
-            if value.eq_ignore_ascii_case("bearer") {
-                return BearerPresented::Empty;
-            }
-            continue;
-        };
-        if scheme.eq_ignore_ascii_case("bearer") {
-            let token = rest.trim();
-            return if token.is_empty() {
-                BearerPresented::Empty
-            } else {
-                BearerPresented::Token(Cow::Borrowed(token))
-            };
-        }
+    let mut fields = headers.get_all(header::AUTHORIZATION).iter();
+    let first = fields.next();
+    if fields.next().is_some() {
+        return BearerPresented::Ambiguous;
     }
-    let (Some(name), Some(query)) = (route.bearer_query_param.as_deref(), uri.query()) else {
-        return BearerPresented::Absent;
+    let from_header = first.and_then(|value| header_token(value.as_bytes()));
+    let from_query = query_token(uri, route);
+    match (from_header, from_query) {
+        (_, Some(QueryToken::Repeated)) => BearerPresented::Ambiguous,
+        (Some(header), Some(QueryToken::One(query))) if header_value(&header) != query => {
+            BearerPresented::Ambiguous
+        }
+        (Some(header), _) => header,
+        (None, Some(QueryToken::One(query))) if query.is_empty() => BearerPresented::Empty,
+        (None, Some(QueryToken::One(query))) => BearerPresented::Token(query),
+        (None, None) => BearerPresented::Absent,
+    }
+}
+
+/// The token text of a header reading, for comparing it with a query token.
+fn header_value<'a>(presented: &'a BearerPresented<'_>) -> &'a str {
+    match presented {
+        BearerPresented::Token(token) => token,
+        _ => "",
+    }
+}
+
+/// `Bearer TOKEN` (scheme case-insensitive): the token, `Empty` for a bare `Bearer`, `None`
+/// for another scheme (Basic) or a value that is not text.
+fn header_token(value: &[u8]) -> Option<BearerPresented<'_>> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return value
+            .eq_ignore_ascii_case("bearer")
+            .then_some(BearerPresented::Empty);
     };
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        if key == name {
-            return if value.is_empty() {
-                BearerPresented::Empty
-            } else {
-                BearerPresented::Token(Cow::Owned(value.into_owned()))
-            };
-        }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
     }
-    BearerPresented::Absent
+    let token = rest.trim();
+    Some(if token.is_empty() {
+        BearerPresented::Empty
+    } else {
+        BearerPresented::Token(Cow::Borrowed(token))
+    })
+}
+
+/// What the route's opted-in query parameter holds.
+enum QueryToken<'a> {
+    One(Cow<'a, str>),
+    Repeated,
+}
+
+fn query_token<'a>(uri: &'a Uri, route: &RouteConfig) -> Option<QueryToken<'a>> {
+    let (Some(name), Some(query)) = (route.bearer_query_param.as_deref(), uri.query()) else {
+        return None;
+    };
+    let mut values = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(key, _)| key == name)
+        .map(|(_, value)| value);
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some(QueryToken::Repeated);
+    }
+    Some(QueryToken::One(first))
 }
 
 /// The gateway's bearer step: anonymous when no token is presented, otherwise the verified
@@ -76,6 +114,9 @@ pub async fn presented(
         BearerPresented::Absent => Presented::Anonymous,
         BearerPresented::Empty => Presented::InvalidBearer {
             reason: "empty bearer token".into(),
+        },
+        BearerPresented::Ambiguous => Presented::InvalidBearer {
+            reason: "more than one bearer credential".into(),
         },
         BearerPresented::Token(token) => match validator.validate(&token).await {
             Ok(identity) => Presented::Verified(Identity::clone(&identity)),
@@ -129,8 +170,12 @@ mod tests {
         }
         let h = headers(&[("authorization", "Basic dXNlcjpwdw==")]);
         assert_eq!(bearer_token(&h, &uri, &bearer), BearerPresented::Absent);
-        let h = headers(&[("authorization", "Basic x"), ("authorization", "Bearer t")]);
-        assert_eq!(token(bearer_token(&h, &uri, &bearer)).as_deref(), Some("t"));
+        // Two fields: refused, whichever scheme each names. The upstream receives both and
+        // may read the other one (a forged token behind a valid one).
+        for pair in [["Basic x", "Bearer t"], ["Bearer valid", "Bearer forged"]] {
+            let h = headers(&[("authorization", pair[0]), ("authorization", pair[1])]);
+            assert_eq!(bearer_token(&h, &uri, &bearer), BearerPresented::Ambiguous);
+        }
         for value in ["Bearer", "Bearer   "] {
             let h = headers(&[("authorization", value)]);
             assert_eq!(
@@ -165,11 +210,25 @@ mod tests {
         );
         let other = route(&[AuthMethod::Bearer], Some("token"));
         assert_eq!(bearer_token(&h, &uri, &other), BearerPresented::Absent);
-        // The header wins over the query parameter.
+        // A header and a query token must agree; the query is forwarded as is, so the
+        // upstream could read the one portcullis did not validate.
         let h = headers(&[("authorization", "Bearer head")]);
+        assert_eq!(bearer_token(&h, &uri, &opted), BearerPresented::Ambiguous);
+        let h = headers(&[("authorization", "Bearer tok+en")]);
         assert_eq!(
             token(bearer_token(&h, &uri, &opted)).as_deref(),
-            Some("head")
+            Some("tok+en")
         );
+        // A Basic header beside a query token leaves the query token.
+        let h = headers(&[("authorization", "Basic dXNlcjpwdw==")]);
+        assert_eq!(
+            token(bearer_token(&h, &uri, &opted)).as_deref(),
+            Some("tok+en")
+        );
+        let h = HeaderMap::new();
+        let twice: Uri = "/x?access_token=a&access_token=b".parse().unwrap();
+        assert_eq!(bearer_token(&h, &twice, &opted), BearerPresented::Ambiguous);
+        let empty: Uri = "/x?access_token=".parse().unwrap();
+        assert_eq!(bearer_token(&h, &empty, &opted), BearerPresented::Empty);
     }
 }

@@ -176,3 +176,33 @@ async fn query_parameter_only_when_the_route_opts_in() {
     let response = support::client().get(&url).send().await.unwrap();
     assert_eq!(response.status(), 200, "opted in");
 }
+
+#[tokio::test]
+async fn a_second_credential_beside_a_valid_token_is_401() {
+    // The upstream receives every credential the client sent (pass_authorization, or the
+    // query string forwarded as is) and may read another one than portcullis validated.
+    let good = keys::rsa().sign("r1", &claims("billing.read"));
+    let s = setup("pass_authorization = true\nbearer_query_param = \"access_token\"").await;
+    let client = support::client();
+    let url = s.proxy.url("/api/x");
+    let response = client
+        .get(&url)
+        .header("authorization", format!("Bearer {good}"))
+        .header("authorization", "Bearer forged.admin.token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    let twice = format!("{url}?access_token={good}&access_token=forged");
+    assert_eq!(client.get(&twice).send().await.unwrap().status(), 401);
+    let mixed = format!("{url}?access_token=forged");
+    let response = client.get(&mixed).bearer_auth(&good).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(s.upstream_hits(), 0);
+    // One credential, said once or the same both ways: served.
+    let same = format!("{url}?access_token={good}");
+    let response = client.get(&same).bearer_auth(&good).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
