@@ -88,6 +88,26 @@ fn is_client_address_claim(name: &str) -> bool {
     )
 }
 
+/// Where the request came in, as proxies state it: frameworks build redirects and absolute
+/// links from these (Spring's ForwardedHeaderFilter, ASP.NET's ForwardedHeaders, Rails and
+/// Django behind proxies read the port, prefix and scheme), so a client's own would let it
+/// choose the host, port, path prefix or scheme of a password-reset link or a cached page.
+/// From a peer that is not a trusted proxy every `X-Forwarded-*` goes (portcullis then sets
+/// For, Proto and Host itself), with the older spellings of the same facts.
+fn is_forwarding_claim(name: &str) -> bool {
+    name.starts_with("x-forwarded-")
+        || matches!(
+            name,
+            "x-original-host"
+                | "x-host"
+                | "x-http-host-override"
+                | "x-url-scheme"
+                | "x-scheme"
+                | "front-end-https"
+                | "x-original-uri"
+        )
+}
+
 /// Headers some frameworks read to replace the request's path or method (Symfony, IIS URL
 /// Rewrite, Rails/Express method overrides): a client could send `GET /public` with
 /// `X-Original-URL: /admin`, or `X-HTTP-Method-Override: DELETE`, and be served what the
@@ -126,7 +146,8 @@ pub(crate) fn rewrite_request(
             forwarded = true;
         } else if is_identity_looking(name.as_str())
             || overrides_path_or_method(name.as_str())
-            || (!rw.trusted_peer && is_client_address_claim(name.as_str()))
+            || (!rw.trusted_peer
+                && (is_client_address_claim(name.as_str()) || is_forwarding_claim(name.as_str())))
         {
             spoofed.push(name.clone());
         }

@@ -215,7 +215,6 @@ fn keeps_ordinary_headers() {
         &[
             ("accept", "text/html"),
             ("x-request-id", "abc"),
-            ("x-forwarded-port", "443"),
             ("cookie", "a=1"),
             ("user-agent", "test"),
         ],
@@ -224,7 +223,6 @@ fn keeps_ordinary_headers() {
     for name in [
         "accept",
         "x-request-id",
-        "x-forwarded-port",
         "cookie",
         "user-agent",
     ] {
@@ -486,5 +484,43 @@ fn path_and_method_overrides_are_dropped_even_from_trusted_proxies() {
                 "{name} passed (trusted peer: {trusted})"
             );
         }
+    }
+}
+
+#[test]
+fn forwarding_claims_need_a_trusted_peer() {
+    let claims = [
+        ("x-forwarded-port", "8443"),
+        ("x-forwarded-prefix", "/evil"),
+        ("x-forwarded-server", "evil.example"),
+        ("x-forwarded-scheme", "https"),
+        ("x-forwarded-ssl", "on"),
+        ("x-forwarded-uri", "/admin"),
+        ("x-original-host", "evil.example"),
+        ("x-host", "evil.example"),
+        ("x-http-host-override", "evil.example"),
+        ("x-url-scheme", "https"),
+        ("x-scheme", "https"),
+        ("front-end-https", "on"),
+        ("x-original-uri", "/admin"),
+    ];
+    let h = rewrite(&claims, &opts());
+    for (name, _) in &claims {
+        assert_eq!(get(&h, name), None, "{name} passed from an untrusted peer");
+    }
+    // What portcullis sets itself is still there, with its own values.
+    assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
+    assert_eq!(get(&h, "x-forwarded-for"), Some("203.0.113.7"));
+    let trusted = Opts {
+        trusted: true,
+        ..opts()
+    };
+    let h = rewrite(&claims, &trusted);
+    for (name, value) in &claims {
+        assert_eq!(
+            get(&h, name),
+            Some(*value),
+            "{name} dropped from a trusted proxy"
+        );
     }
 }
