@@ -134,7 +134,18 @@ pub(crate) fn csv_row(event: &StoredEvent) -> String {
     cells.join(",")
 }
 
+/// One CSV cell. A value a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
+/// `@`, a tab or a CR: CSV injection, CWE-1236) gets a leading `'`, as OWASP recommends: user
+/// agents, query strings and IdP-supplied names are the client's to choose, and the export
+/// is opened by the people who investigate them.
 fn csv_cell(text: &str) -> String {
+    let guarded;
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        guarded = format!("'{text}");
+        guarded.as_str()
+    } else {
+        text
+    };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
@@ -160,6 +171,27 @@ mod tests {
             "2025-12-31T23:00:00.000000Z"
         );
         assert!(parse_time("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        let cases = [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"",
+            ),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\r=1", "\"'\r=1\""),
+            ("curl/8.0", "curl/8.0"),
+            ("a=1", "a=1"),
+            ("", ""),
+        ];
+        for (value, cell) in cases {
+            assert_eq!(csv_cell(value), cell, "{value:?}");
+        }
     }
 
     #[test]
