@@ -78,6 +78,7 @@ pub struct RouteFile {
     pub preserve_host: bool,
     #[serde(default)]
     pub strip_prefix: bool,
+    pub rewrite_redirects: Option<bool>,
     #[serde(default)]
     pub pass_authorization: bool,
     pub bearer_query_param: Option<String>,

@@ -184,6 +184,7 @@ fn convert_route(at: &str, file: &RouteFile, p: &mut Problems) -> Option<RouteCo
         policy,
         preserve_host: file.preserve_host,
         strip_prefix: file.strip_prefix,
+        rewrite_redirects: file.rewrite_redirects.unwrap_or(true),
         pass_authorization: file.pass_authorization,
         bearer_query_param,
         pass_access_token: file.pass_access_token,

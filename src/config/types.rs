@@ -115,6 +115,9 @@ pub struct RouteConfig {
     pub preserve_host: bool,
     /// `strip_prefix`: remove the route's path prefix before forwarding.
     pub strip_prefix: bool,
+    /// `rewrite_redirects`: a `Location` naming the upstream itself is rewritten to the path
+    /// the client would use (nginx's `proxy_redirect default`). Default true.
+    pub rewrite_redirects: bool,
     /// `pass_authorization`: forward the caller's `Authorization` header.
     pub pass_authorization: bool,
     /// `bearer_query_param`: a query parameter this route also reads bearer tokens from

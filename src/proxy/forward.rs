@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::body::GuardedBody;
 use super::headers::{self, RequestRewrite};
-use super::{ForwardContext, ProxyError, RouteProxy, ServedBy, h1, hop, target, upgrade};
+use super::{ForwardContext, ProxyError, RouteProxy, ServedBy, h1, hop, redirect, target, upgrade};
 use crate::policy::Permit;
 
 /// Forwards a permitted request to one of the route's upstreams and streams the response back.
@@ -224,8 +224,23 @@ enum Failure {
 fn own_response(route: &RouteProxy, response: Response<h1::ResponseBody>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     hop::strip_response(&mut parts.headers, false);
+    rewrite_location(route, parts.status, &mut parts.headers);
     let body = Body::new(GuardedBody::new(body, route.route.timeouts.idle, None));
     Response::from_parts(parts, body)
+}
+
+/// The route's `rewrite_redirects`.
+fn rewrite_location(route: &RouteProxy, status: StatusCode, headers: &mut http::HeaderMap) {
+    let cfg = &*route.route;
+    if cfg.rewrite_redirects {
+        redirect::rewrite_location(
+            status,
+            headers,
+            &route.upstreams,
+            &cfg.path,
+            cfg.strip_prefix,
+        );
+    }
 }
 
 /// Awaits the response head. The timeout runs from the moment the request body has been
@@ -266,6 +281,7 @@ fn finish_response(
     }
     let (mut parts, incoming) = response.into_parts();
     hop::strip_response(&mut parts.headers, switching);
+    rewrite_location(route, parts.status, &mut parts.headers);
     let body = if switching {
         Body::empty()
     } else {

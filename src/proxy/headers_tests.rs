@@ -220,12 +220,7 @@ fn keeps_ordinary_headers() {
         ],
         &opts(),
     );
-    for name in [
-        "accept",
-        "x-request-id",
-        "cookie",
-        "user-agent",
-    ] {
+    for name in ["accept", "x-request-id", "cookie", "user-agent"] {
         assert!(h.contains_key(name), "{name} was dropped");
     }
 }

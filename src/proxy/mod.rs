@@ -8,7 +8,7 @@
 //! Files: `forward` (one exchange, retries, ejection bookkeeping), `h1` (portcullis's own
 //! HTTP/1.1 client for bodiless requests to plain-http upstreams), `client` (hyper's pooled
 //! client for everything else, and TLS roots), `hop` and `headers` (header rewriting),
-//! `target` (the request target on the upstream), `upstream` (round robin and ejection),
+//! `target` (the request target on the upstream), `redirect` (a `Location` naming the upstream), `upstream` (round robin and ejection),
 //! `body` (idle timeout and size limit), `upgrade` (101 passthrough), `client_ip`, `error`.
 
 use std::fmt;
@@ -28,6 +28,7 @@ mod forward;
 mod h1;
 mod headers;
 mod hop;
+mod redirect;
 mod target;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -35,6 +35,7 @@ pub(crate) fn route(upstreams: &[String]) -> RouteConfig {
         policy: RoutePolicy::default(),
         preserve_host: false,
         strip_prefix: false,
+        rewrite_redirects: true,
         pass_authorization: false,
         bearer_query_param: None,
         pass_access_token: false,

@@ -29,6 +29,7 @@ fn route(host: Option<&str>, path: &str, methods: Option<&[Method]>) -> RouteCon
         pass_authorization: false,
         bearer_query_param: None,
         pass_access_token: false,
+        rewrite_redirects: true,
         timeouts: RouteTimeouts {
             connect: Duration::from_secs(5),
             response_header: Duration::from_secs(30),

@@ -313,3 +313,54 @@ async fn a_method_in_lowercase_is_refused_so_no_framework_can_uppercase_it_past_
     }
     proxy.shutdown().await;
 }
+
+/// Redirects to `/login` as many frameworks do: an absolute URL built from the Host it got.
+async fn redirecting_upstream() -> String {
+    upstream(|req| async move {
+        let host = req.headers()["host"].to_str().unwrap().to_owned();
+        let mut response = text(302, "");
+        response.headers_mut().insert(
+            "location",
+            http::HeaderValue::from_str(&format!("http://{host}/login?next=%2Fa")).unwrap(),
+        );
+        response
+    })
+    .await
+}
+
+#[tokio::test]
+async fn redirects_to_the_upstreams_own_address_become_the_clients_path() {
+    let up = redirecting_upstream().await;
+    let routes = format!(
+        "{}{}",
+        public_route(
+            "app",
+            "/app/",
+            std::slice::from_ref(&up),
+            "strip_prefix = true"
+        ),
+        public_route(
+            "raw",
+            "/raw/",
+            std::slice::from_ref(&up),
+            "rewrite_redirects = false"
+        ),
+    );
+    let proxy = start_proxy(&routes).await;
+    // Follows no redirects.
+    let no_follow = client();
+    // Both the own HTTP/1 client (GET) and hyper's (a POST with a body).
+    for request in [
+        no_follow.get(proxy.url("/app/x")),
+        no_follow.post(proxy.url("/app/x")).body("form"),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 302);
+        assert_eq!(response.headers()["location"], "/app/login?next=%2Fa");
+    }
+    // Opted out: the upstream's own address, as it wrote it.
+    let response = no_follow.get(proxy.url("/raw/x")).send().await.unwrap();
+    let upstream_login = format!("{up}/login?next=%2Fa");
+    assert_eq!(response.headers()["location"], upstream_login.as_str());
+    proxy.shutdown().await;
+}
