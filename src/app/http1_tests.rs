@@ -12,6 +12,7 @@ use crate::app::listener::{ConnInfo, ConnLimits, shared};
 fn limits() -> ConnLimits {
     ConnLimits {
         header_read_timeout: Duration::from_secs(5),
+        send_timeout: Duration::from_secs(5),
         max_header_bytes: 1024,
         max_headers: 8,
         max_connections: 16,

@@ -22,6 +22,7 @@ use tower::ServiceExt;
 
 use super::balance::{Balance, Handoff};
 use super::http1;
+use super::send_timeout::SendTimeout;
 use crate::admin::names;
 
 /// What a listener serves, swappable at run time (config reload): each request uses the
@@ -149,6 +150,8 @@ pub struct ConnLimits {
     pub max_header_bytes: usize,
     /// Bound on the number of request headers.
     pub max_headers: usize,
+    /// A write to the client that makes no progress this long ends the connection.
+    pub send_timeout: Duration,
     /// Concurrent connections; further ones wait in the kernel's accept queue.
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
@@ -291,10 +294,10 @@ struct Connection {
     stop: watch::Receiver<bool>,
 }
 
-/// A client connection that is ready for HTTP.
+/// A client connection that is ready for HTTP; writes bounded by `server.send_timeout`.
 enum ReadyIo {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Plain(SendTimeout<TcpStream>),
+    Tls(Box<tokio_rustls::server::TlsStream<SendTimeout<TcpStream>>>),
 }
 
 impl Connection {
@@ -320,8 +323,14 @@ impl Connection {
     /// The TLS handshake, or for plain text the first byte, within the head timeout.
     async fn handshake(&self, stream: TcpStream) -> Option<ReadyIo> {
         let timeout = self.limits.header_read_timeout;
+        let send_timeout = self.limits.send_timeout;
         match &self.tls {
-            Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            Some(acceptor) => match tokio::time::timeout(
+                timeout,
+                acceptor.accept(SendTimeout::new(stream, send_timeout)),
+            )
+            .await
+            {
                 Ok(Ok(tls_stream)) => Some(ReadyIo::Tls(Box::new(tls_stream))),
                 Ok(Err(error)) => {
                     tracing::debug!(peer = %self.peer, %error, "TLS handshake failed");
@@ -337,7 +346,9 @@ impl Connection {
                 // forever: hyper's head timeout starts only once protocol detection is done.
                 let mut first = [0u8; 1];
                 match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
-                    Ok(Ok(n)) if n > 0 => Some(ReadyIo::Plain(stream)),
+                    Ok(Ok(n)) if n > 0 => {
+                        Some(ReadyIo::Plain(SendTimeout::new(stream, send_timeout)))
+                    }
                     _ => None,
                 }
             }

@@ -14,6 +14,7 @@ mod login;
 mod logout;
 mod pages;
 mod reload;
+mod send_timeout;
 mod service_endpoints;
 pub(crate) mod templates;
 mod tls;
@@ -219,6 +220,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let limits = ConnLimits {
         header_read_timeout: server.header_read_timeout,
+        send_timeout: server.send_timeout,
         max_header_bytes: server.max_header_bytes,
         max_headers: server.max_headers,
         max_connections: server.max_connections,

@@ -154,7 +154,7 @@ fn keep_fixed_sections(running: &Config, mut new: Config) -> Config {
             c.server.admin_listen,
             c.server.tls,
             c.server.workers,
-            c.server.header_read_timeout,
+            (c.server.header_read_timeout, c.server.send_timeout),
             (
                 c.server.max_header_bytes,
                 c.server.max_headers,
@@ -177,6 +177,7 @@ fn keep_fixed_sections(running: &Config, mut new: Config) -> Config {
     new.server.tls = running.server.tls.clone();
     new.server.workers = running.server.workers;
     new.server.header_read_timeout = running.server.header_read_timeout;
+    new.server.send_timeout = running.server.send_timeout;
     new.server.max_header_bytes = running.server.max_header_bytes;
     new.server.max_headers = running.server.max_headers;
     new.server.max_connections = running.server.max_connections;

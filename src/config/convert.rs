@@ -130,6 +130,12 @@ fn convert_server(file: &ServerFile, p: &mut Problems) -> Option<ServerConfig> {
         file.header_read_timeout.as_deref(),
         Duration::from_secs(10),
     );
+    let send_timeout = positive_duration(
+        p,
+        "server.send_timeout",
+        file.send_timeout.as_deref(),
+        Duration::from_secs(60),
+    );
     let max_header_bytes = positive_size(
         p,
         "server.max_header_bytes",
@@ -173,6 +179,7 @@ fn convert_server(file: &ServerFile, p: &mut Problems) -> Option<ServerConfig> {
         trusted_proxies,
         allowed_redirect_hosts,
         header_read_timeout,
+        send_timeout,
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         max_headers,
         workers,

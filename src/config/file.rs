@@ -46,6 +46,7 @@ pub struct ServerFile {
     pub trusted_proxies: Option<Vec<String>>,
     pub allowed_redirect_hosts: Option<Vec<String>>,
     pub header_read_timeout: Option<String>,
+    pub send_timeout: Option<String>,
     pub max_header_bytes: Option<SizeText>,
     pub max_headers: Option<i64>,
     pub max_connections: Option<i64>,

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// `max_header_bytes`: bound on the request head. Default 64 KiB.
     pub max_header_bytes: usize,
+    /// `send_timeout`: a write to a client that makes no progress this long (the client
+    /// stopped reading) ends the connection. Default 60s, like nginx's `send_timeout`.
+    pub send_timeout: Duration,
     /// `max_headers`: bound on the number of request headers. Default 100.
     pub max_headers: usize,
     /// `max_connections`: concurrent client connections; more wait in the accept queue.

@@ -149,3 +149,53 @@ async fn a_malformed_or_stalled_request_body_is_the_clients_error_not_the_upstre
     }
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() {
+    use futures_util::StreamExt;
+    use http_body_util::{BodyExt, StreamBody};
+    // 64 MiB: far more than the socket buffers on both sides hold.
+    const CHUNK: usize = 64 * 1024;
+    const CHUNKS: usize = 1024;
+    let up = upstream(|_| async {
+        let chunk = bytes::Bytes::from(vec![b'd'; CHUNK]);
+        let stream = futures_util::stream::iter(0..CHUNKS)
+            .map(move |_| Ok::<_, std::io::Error>(hyper::body::Frame::data(chunk.clone())));
+        let mut response = hyper::Response::new(BodyExt::boxed(StreamBody::new(stream)));
+        response
+            .headers_mut()
+            .insert("content-length", (CHUNK * CHUNKS).into());
+        response
+    })
+    .await;
+    let config = format!(
+        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"off\"\nsend_timeout = \"1s\"\n{}",
+        public_route("app", "/", &[up], "")
+    );
+    let proxy = start_proxy(&config).await;
+    // Asks for the large response, then reads nothing for well past send_timeout (a
+    // slow-read attack); then reads what is left.
+    let mut reader = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    reader
+        .write_all(b"GET /big HTTP/1.1\r\nHost: gate.test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the connection was still open after 10s");
+    assert!(
+        out.len() < CHUNK * CHUNKS,
+        "the whole response waited for a client that stopped reading"
+    );
+    // A client that reads gets everything, however long it takes overall.
+    let mut steady = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    steady
+        .write_all(b"GET /big HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    steady.read_to_end(&mut out).await.unwrap();
+    assert!(out.len() > CHUNK * CHUNKS, "{}", out.len());
+    proxy.shutdown().await;
+}
