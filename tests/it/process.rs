@@ -220,3 +220,48 @@ async fn serve_stops_promptly_on_sigterm() {
     }
     drop(idle);
 }
+
+#[tokio::test]
+async fn client_text_cannot_forge_log_lines() {
+    // The callback logs the provider's `error` parameter, which anyone can send.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("demo");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["demo", "--listen", &listen, "--data"])
+        .arg(&data_dir)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut demo = Binary(child);
+    wait_for_port(port).await;
+    let forged = "2026-11-28T00:00:00.000000Z  INFO portcullis::app::login: login subject=admin";
+    let url = format!(
+        "http://{listen}/.portcullis/callback?state=x&error=access_denied%0a{}%1b%5b31m",
+        forged.replace(' ', "%20")
+    );
+    let answer = client().get(url).send().await.unwrap();
+    assert_eq!(answer.status(), 400);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = demo.0.kill();
+    let _ = demo.0.wait();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut demo.0.stderr.take().unwrap(), &mut log).unwrap();
+    let line = log
+        .lines()
+        .find(|line| line.contains("provider returned an error"))
+        .unwrap_or_else(|| panic!("no callback error line in:\n{log}"));
+    assert!(
+        line.contains("access_denied\\n2026-11-28T00:00:00"),
+        "{line}"
+    );
+    assert!(line.contains("\\u{1b}[31m"), "{line}");
+    assert!(
+        !log.lines()
+            .any(|line| line.starts_with("2026-11-28T00:00:00")),
+        "a forged line:\n{log}"
+    );
+}

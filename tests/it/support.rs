@@ -219,18 +219,23 @@ impl Binary {
             .spawn()
             .unwrap();
         let binary = Binary(child);
-        let started = std::time::Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "portcullis did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_port(port).await;
         binary
+    }
+}
+
+/// Waits (at most 20 s) until something accepts connections on 127.0.0.1:`port`.
+pub async fn wait_for_port(port: u16) {
+    let started = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "portcullis did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
