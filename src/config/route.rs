@@ -231,6 +231,16 @@ fn upstream_url(text: &str) -> Result<Url, String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("`{text}` has no host"));
     }
+    // `http:///x` parses as host `x`: almost certainly not what was meant.
+    if text
+        .split_once("://")
+        .is_none_or(|(_, rest)| rest.starts_with('/'))
+    {
+        return Err(format!("`{text}` has no host after `://`"));
+    }
+    if url.port() == Some(0) {
+        return Err(format!("`{text}`: port 0 cannot be connected to"));
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
             "`{text}`: an upstream URL takes no query or fragment"

@@ -435,7 +435,7 @@ id = "Billing API"
 host = "not a host!"
 path = "api"
 methods = ["get", "GE T"]
-upstream = ["ftp://10.0.0.5", "http://10.0.0.6:8080/?q=1", "http://user:pw@10.0.0.7", "nope"]
+upstream = ["ftp://10.0.0.5", "http://10.0.0.6:8080/?q=1", "http://user:pw@10.0.0.7", "nope", "http://10.0.0.8:0", "http:///x"]
 auth = ["session", "none", "cookie"]
 headers = ["user", "phone"]
 audience = ""
@@ -468,6 +468,8 @@ max_body = "10 parsecs"
     assert_error(&errs, "routes[0].upstream[1]", "no query or fragment");
     assert_error(&errs, "routes[0].upstream[2]", "credentials");
     assert_error(&errs, "routes[0].upstream[3]", "not a URL");
+    assert_error(&errs, "routes[0].upstream[4]", "port 0");
+    assert_error(&errs, "routes[0].upstream[5]", "no host after");
     assert_error(&errs, "routes[0].auth", "`none` cannot be combined");
     assert_error(
         &errs,
@@ -495,7 +497,7 @@ max_body = "10 parsecs"
     assert_error(&errs, "routes[2].methods", "empty list");
     assert_error(&errs, "routes[2].max_body", "unknown size unit");
     assert_error(&errs, "routes[2].policy", "missing");
-    assert_eq!(errs.len(), 28, "{}", ConfigErrors(errs.clone()));
+    assert_eq!(errs.len(), 30, "{}", ConfigErrors(errs.clone()));
 }
 
 #[test]
