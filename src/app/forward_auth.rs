@@ -186,10 +186,11 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
         }
         _ => {
             let identity = presented.identity();
+            let policy_path = route.policy_path(&path);
             let facts = RequestFacts {
                 decision_id: id,
                 method: &original.method,
-                path: &path,
+                path: &policy_path,
                 client_ip,
                 identity,
             };

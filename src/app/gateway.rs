@@ -139,10 +139,11 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<B
         return pages::invalid_token(id, html);
     }
     let identity = presented.identity();
+    let policy_path = route.route().policy_path(&path);
     let facts = RequestFacts {
         decision_id: id,
         method: req.method(),
-        path: &path,
+        path: &policy_path,
         client_ip,
         identity,
     };

@@ -81,6 +81,8 @@ pub struct RouteFile {
     pub strip_prefix: bool,
     pub rewrite_redirects: Option<bool>,
     #[serde(default)]
+    pub case_insensitive_paths: bool,
+    #[serde(default)]
     pub pass_authorization: bool,
     pub bearer_query_param: Option<String>,
     #[serde(default)]

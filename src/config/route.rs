@@ -169,7 +169,10 @@ fn convert_route(at: &str, file: &RouteFile, p: &mut Problems) -> Option<RouteCo
         .upstream_ca
         .as_deref()
         .and_then(|text| p.parsed_opt(&format!("{at}.upstream_ca"), SecretRef::parse(text)));
-    let policy = convert_policy(&format!("{at}.policy"), file.policy.as_ref(), &auth, p);
+    let mut policy = convert_policy(&format!("{at}.policy"), file.policy.as_ref(), &auth, p);
+    if file.case_insensitive_paths {
+        policy.lowercase_paths();
+    }
     let bearer_query_param = super::token_issuer::bearer_query_param(at, file, &auth, p);
     id_ok.ok()?;
     Some(RouteConfig {
@@ -185,6 +188,7 @@ fn convert_route(at: &str, file: &RouteFile, p: &mut Problems) -> Option<RouteCo
         preserve_host: file.preserve_host,
         strip_prefix: file.strip_prefix,
         rewrite_redirects: file.rewrite_redirects.unwrap_or(true),
+        case_insensitive_paths: file.case_insensitive_paths,
         pass_authorization: file.pass_authorization,
         bearer_query_param,
         pass_access_token: file.pass_access_token,

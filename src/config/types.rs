@@ -121,6 +121,10 @@ pub struct RouteConfig {
     /// `rewrite_redirects`: a `Location` naming the upstream itself is rewritten to the path
     /// the client would use (nginx's `proxy_redirect default`). Default true.
     pub rewrite_redirects: bool,
+    /// `case_insensitive_paths`: the route's prefix and its policy's `paths` compare ASCII
+    /// case-insensitively (for upstreams that do: IIS, ASP.NET). The policy's patterns are
+    /// stored lowercased; the caller lowercases the path it evaluates. Default false.
+    pub case_insensitive_paths: bool,
     /// `pass_authorization`: forward the caller's `Authorization` header.
     pub pass_authorization: bool,
     /// `bearer_query_param`: a query parameter this route also reads bearer tokens from
@@ -143,6 +147,18 @@ pub struct RouteConfig {
     pub upstream_ca: Option<SecretRef>,
     /// `providers`: provider ids whose logins this route accepts; empty = every provider.
     pub providers: Vec<String>,
+}
+
+impl RouteConfig {
+    /// The request path as this route's policy compares it: lowercased (ASCII) with
+    /// `case_insensitive_paths`, whose patterns are stored lowercased; otherwise as is.
+    pub fn policy_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.case_insensitive_paths && path.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(path.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(path)
+        }
+    }
 }
 
 /// Per-route upstream timeouts.

@@ -20,6 +20,23 @@ pub struct RoutePolicy {
     pub accepts: Vec<AuthMethod>,
 }
 
+impl RoutePolicy {
+    /// Lowercases every `paths` pattern (ASCII), for a route whose paths compare
+    /// case-insensitively: the request path is lowercased in turn before evaluation.
+    pub fn lowercase_paths(&mut self) {
+        for rule in self.allow.iter_mut().chain(self.deny.iter_mut()) {
+            for criterion in &mut rule.criteria {
+                if let Criterion::Paths(patterns) = criterion {
+                    for pattern in patterns {
+                        let (PathPattern::Prefix(text) | PathPattern::Glob(text)) = pattern;
+                        text.make_ascii_lowercase();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One rule: the AND of its criteria. Never empty (config rejects a rule without criteria).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {

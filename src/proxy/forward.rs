@@ -79,7 +79,12 @@ pub async fn forward_served(
         headers.insert(header::UPGRADE, protocol);
     }
 
-    let path = target::route_relative_path(&cfg.path, cfg.strip_prefix, ctx.path);
+    let path = target::route_relative_path(
+        &cfg.path,
+        cfg.strip_prefix,
+        cfg.case_insensitive_paths,
+        ctx.path,
+    );
     let query = parts.uri.query();
     let body_empty = is_empty(&body) && !declares_body(&headers);
     // The common exchange (no body, no upgrade, plain http) takes portcullis's own client.

@@ -9,10 +9,13 @@ use http::uri::PathAndQuery;
 use super::upstream::Upstream;
 
 /// The path the upstream sees before its base path is prepended: `path` itself, or with
-/// `strip_prefix` the part after the route prefix, always starting with `/`.
+/// `strip_prefix` the part after the route prefix, always starting with `/`. With
+/// `case_insensitive` (the route's `case_insensitive_paths`) the prefix comes off however
+/// the client wrote its case, as it matched.
 pub(crate) fn route_relative_path<'a>(
     route_prefix: &str,
     strip_prefix: bool,
+    case_insensitive: bool,
     path: &'a str,
 ) -> &'a str {
     if !strip_prefix {
@@ -20,9 +23,16 @@ pub(crate) fn route_relative_path<'a>(
     }
     // "/api/" and "/api" strip the same way; "/api" must not strip "/apis".
     let prefix = route_prefix.trim_end_matches('/');
-    match path.strip_prefix(prefix) {
-        Some("") => "/",
-        Some(rest) if rest.starts_with('/') => rest,
+    let head = path.get(..prefix.len());
+    let same = match head {
+        Some(head) if case_insensitive => head.eq_ignore_ascii_case(prefix),
+        Some(head) => head == prefix,
+        None => false,
+    };
+    match &path[if same { prefix.len() } else { 0 }..] {
+        _ if !same => path,
+        "" => "/",
+        rest if rest.starts_with('/') => rest,
         _ => path,
     }
 }
@@ -150,22 +160,32 @@ mod tests {
 
     #[test]
     fn strip_prefix_keeps_a_leading_slash() {
-        assert_eq!(route_relative_path("/api/", true, "/api/users"), "/users");
-        assert_eq!(route_relative_path("/api/", true, "/api/"), "/");
-        assert_eq!(route_relative_path("/api/", true, "/api"), "/");
-        assert_eq!(route_relative_path("/api", true, "/api/x/y"), "/x/y");
-        assert_eq!(route_relative_path("/api", true, "/apis"), "/apis");
-        assert_eq!(route_relative_path("/", true, "/x"), "/x");
-        assert_eq!(route_relative_path("/", true, "/"), "/");
         assert_eq!(
-            route_relative_path("/api/", false, "/api/users"),
+            route_relative_path("/api/", true, false, "/api/users"),
+            "/users"
+        );
+        assert_eq!(route_relative_path("/api/", true, false, "/api/"), "/");
+        assert_eq!(route_relative_path("/api/", true, false, "/api"), "/");
+        assert_eq!(route_relative_path("/api", true, false, "/api/x/y"), "/x/y");
+        assert_eq!(route_relative_path("/api", true, false, "/apis"), "/apis");
+        assert_eq!(route_relative_path("/", true, false, "/x"), "/x");
+        assert_eq!(route_relative_path("/", true, false, "/"), "/");
+        assert_eq!(
+            route_relative_path("/api/", true, false, "/API/x"),
+            "/API/x"
+        );
+        assert_eq!(route_relative_path("/api/", true, true, "/API/x"), "/x");
+        assert_eq!(route_relative_path("/api/", true, true, "/Api"), "/");
+        assert_eq!(route_relative_path("/api", true, true, "/APIs"), "/APIs");
+        assert_eq!(
+            route_relative_path("/api/", false, false, "/api/users"),
             "/api/users"
         );
     }
 
     #[test]
     fn strip_prefix_then_base_path() {
-        let path = route_relative_path("/api/", true, "/api/v2/items");
+        let path = route_relative_path("/api/", true, false, "/api/v2/items");
         assert_eq!(
             uri("http://u/backend/", path, Some("a=1")),
             "http://u/backend/v2/items?a=1"

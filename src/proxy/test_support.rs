@@ -36,6 +36,7 @@ pub(crate) fn route(upstreams: &[String]) -> RouteConfig {
         preserve_host: false,
         strip_prefix: false,
         rewrite_redirects: true,
+        case_insensitive_paths: false,
         pass_authorization: false,
         bearer_query_param: None,
         pass_access_token: false,

@@ -38,6 +38,8 @@ struct Entry {
     /// pinned behaviour 5); empty for `/`, which matches every path.
     base: Box<str>,
     methods: Option<Box<[Method]>>,
+    /// `case_insensitive_paths`: `base` is lowercase and compared ASCII case-insensitively.
+    case_insensitive: bool,
 }
 
 impl RouteTable {
@@ -121,11 +123,17 @@ impl Entry {
     fn new(index: usize, route: &RouteConfig) -> Option<Self> {
         let normalized = validate_route_path(&route.path).ok()?;
         let base = normalized.strip_suffix('/').unwrap_or(&normalized);
+        let case_insensitive = route.case_insensitive_paths;
         Some(Entry {
             index,
             host: route.host.clone(),
-            base: base.into(),
+            base: if case_insensitive {
+                base.to_ascii_lowercase().into()
+            } else {
+                base.into()
+            },
             methods: route.methods.as_deref().map(Box::from),
+            case_insensitive,
         })
     }
 
@@ -136,7 +144,7 @@ impl Entry {
             (Some(_), None) => false,
         };
         host_ok
-            && prefix_matches(&self.base, path)
+            && prefix_matches(&self.base, path, self.case_insensitive)
             && self
                 .methods
                 .as_ref()
@@ -144,8 +152,14 @@ impl Entry {
     }
 
     fn ties_with(&self, other: &Entry) -> bool {
+        // A case-insensitive route overlaps any route whose prefix differs only in case.
+        let same_base = if self.case_insensitive || other.case_insensitive {
+            self.base.eq_ignore_ascii_case(&other.base)
+        } else {
+            self.base == other.base
+        };
         self.host == other.host
-            && self.base == other.base
+            && same_base
             && match (&self.methods, &other.methods) {
                 // A common method, counting a GET's HEAD (`policy::method_listed`).
                 (Some(mine), Some(theirs)) => {
@@ -180,12 +194,22 @@ fn host_rank(host: &Option<HostPattern>) -> (u8, std::cmp::Reverse<usize>) {
 }
 
 /// `base` (no trailing slash) covers `path` when they are equal or `path` continues with a
-/// new segment: `/api` covers `/api`, `/api/` and `/api/x`, never `/apix`.
-fn prefix_matches(base: &str, path: &str) -> bool {
-    match path.strip_prefix(base) {
-        Some("") => !base.is_empty(),
-        Some(rest) => rest.starts_with('/'),
-        None => false,
+/// new segment: `/api` covers `/api`, `/api/` and `/api/x`, never `/apix`. With
+/// `case_insensitive`, `/API/x` too (compared in place: no allocation per request).
+fn prefix_matches(base: &str, path: &str, case_insensitive: bool) -> bool {
+    let (base, path) = (base.as_bytes(), path.as_bytes());
+    let Some(head) = path.get(..base.len()) else {
+        return false;
+    };
+    let same = if case_insensitive {
+        head.eq_ignore_ascii_case(base)
+    } else {
+        head == base
+    };
+    match &path[base.len()..] {
+        _ if !same => false,
+        [] => !base.is_empty(),
+        rest => rest.starts_with(b"/"),
     }
 }
 

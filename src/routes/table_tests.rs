@@ -30,6 +30,7 @@ fn route(host: Option<&str>, path: &str, methods: Option<&[Method]>) -> RouteCon
         bearer_query_param: None,
         pass_access_token: false,
         rewrite_redirects: true,
+        case_insensitive_paths: false,
         timeouts: RouteTimeouts {
             connect: Duration::from_secs(5),
             response_header: Duration::from_secs(30),
@@ -208,6 +209,23 @@ fn prefix_matches_on_segment_boundaries_only() {
     assert_eq!(t.find(None, "/apix", &GET), None);
     assert_eq!(t.find(None, "/ap", &GET), None);
     assert_eq!(t.find(None, "/", &GET), None);
+}
+
+#[test]
+fn a_case_insensitive_route_matches_any_spelling_of_its_prefix() {
+    let mut admin = any("/Admin/");
+    admin.case_insensitive_paths = true;
+    let t = table(&[admin.clone(), any("/")]);
+    for path in ["/admin", "/ADMIN/x", "/aDmIn/", "/Admin/y"] {
+        assert_eq!(t.find(None, path, &GET), Some(0), "{path:?}");
+    }
+    assert_eq!(t.find(None, "/administrator", &GET), Some(1));
+    // Case-sensitive routes stay so.
+    let t = table(&[any("/admin/"), any("/")]);
+    assert_eq!(t.find(None, "/ADMIN/x", &GET), Some(1));
+    // A case-sensitive route on the same prefix in other letters would tie with it for
+    // `/admin`: refused, as any tie.
+    assert!(RouteTable::new(&[admin, any("/admin")]).is_err());
 }
 
 #[test]

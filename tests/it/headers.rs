@@ -364,3 +364,27 @@ async fn redirects_to_the_upstreams_own_address_become_the_clients_path() {
     assert_eq!(response.headers()["location"], upstream_login.as_str());
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_case_insensitive_route_decides_on_any_spelling_of_a_path() {
+    // An IIS-style upstream serves /ADMIN as /admin: with case_insensitive_paths the deny
+    // rule holds however the client spells it, and the upstream gets the path as sent.
+    let up = echo_upstream().await;
+    let routes = format!(
+        "[[routes]]\nid = \"iis\"\npath = \"/App/\"\nupstream = [\"{up}\"]\nauth = [\"none\"]\n\
+         strip_prefix = true\ncase_insensitive_paths = true\n[routes.policy]\n\
+         allow = [{{ public = true }}]\ndeny = [{{ paths = [\"/app/Admin\", \"/app/**/*.CONFIG\"] }}]\n"
+    );
+    let proxy = start_proxy(&routes).await;
+    let client = client();
+    for path in ["/app/admin", "/APP/ADMIN/users", "/App/aDmIn", "/app/x/web.config"] {
+        let status = client.get(proxy.url(path)).send().await.unwrap().status();
+        assert_eq!(status, 403, "{path}");
+    }
+    let response = client.get(proxy.url("/APP/Reports")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let echo: serde_json::Value = response.json().await.unwrap();
+    // The prefix came off as it matched; the rest keeps the client's case.
+    assert_eq!(echo["path"], "/Reports");
+    proxy.shutdown().await;
+}
