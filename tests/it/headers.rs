@@ -377,7 +377,12 @@ async fn a_case_insensitive_route_decides_on_any_spelling_of_a_path() {
     );
     let proxy = start_proxy(&routes).await;
     let client = client();
-    for path in ["/app/admin", "/APP/ADMIN/users", "/App/aDmIn", "/app/x/web.config"] {
+    for path in [
+        "/app/admin",
+        "/APP/ADMIN/users",
+        "/App/aDmIn",
+        "/app/x/web.config",
+    ] {
         let status = client.get(proxy.url(path)).send().await.unwrap().status();
         assert_eq!(status, 403, "{path}");
     }
