@@ -229,6 +229,7 @@ enum Failure {
 fn own_response(route: &RouteProxy, response: Response<h1::ResponseBody>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     hop::strip_response(&mut parts.headers, false);
+    hop::strip_bodiless_framing(parts.status, &mut parts.headers);
     rewrite_location(route, parts.status, &mut parts.headers);
     let body = Body::new(GuardedBody::new(body, route.route.timeouts.idle, None));
     Response::from_parts(parts, body)
@@ -286,6 +287,7 @@ fn finish_response(
     }
     let (mut parts, incoming) = response.into_parts();
     hop::strip_response(&mut parts.headers, switching);
+    hop::strip_bodiless_framing(parts.status, &mut parts.headers);
     rewrite_location(route, parts.status, &mut parts.headers);
     let body = if switching {
         Body::empty()

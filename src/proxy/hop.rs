@@ -140,6 +140,18 @@ pub(crate) fn strip_response(headers: &mut HeaderMap, switching: bool) {
     }
 }
 
+/// RFC 9110 8.6: a 1xx or 204 has no content, and a sender must not state a length for it.
+/// An upstream that does anyway has it removed (with any `Transfer-Encoding`): an HTTP/2
+/// client resets a stream whose `content-length` disagrees with its DATA (curl, browsers:
+/// PROTOCOL_ERROR, the response is lost), and an HTTP/1 client that believed it would read
+/// the next response's bytes as this one's body.
+pub(crate) fn strip_bodiless_framing(status: http::StatusCode, headers: &mut HeaderMap) {
+    if status.is_informational() || status == http::StatusCode::NO_CONTENT {
+        headers.remove(header::CONTENT_LENGTH);
+        headers.remove(header::TRANSFER_ENCODING);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

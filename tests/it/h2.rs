@@ -107,3 +107,46 @@ async fn tls_termination_negotiates_h2_and_http1() {
     assert_eq!(response.status(), 200);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_upstreams_204_with_a_length_reaches_an_h2_client() {
+    // An upstream that states Content-Length on a 204 (RFC 9110 8.6: must not): passed on
+    // over HTTP/2, the client resets the stream (content-length with no DATA) and the answer
+    // is lost. Written by hand: hyper's own server never sends it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1
+                {
+                    head.push(byte[0]);
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let proxy = start_proxy(&public_route("app", "/", &[up], "")).await;
+    let response = h2c_client()
+        .delete(proxy.url("/item"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(response.headers().get("content-length").is_none());
+    // Over HTTP/1.1 too, through either upstream client (a body goes through hyper's).
+    for request in [
+        client().delete(proxy.url("/item")),
+        client().post(proxy.url("/item")).body("x"),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 204);
+        assert!(response.headers().get("content-length").is_none());
+    }
+    proxy.shutdown().await;
+}
