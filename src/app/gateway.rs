@@ -131,7 +131,7 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<B
         tracing::debug!(request_id = %id, route = %route_id, %reason, "invalid bearer token");
         let status = StatusCode::UNAUTHORIZED;
         if let Some(audit) = audit.take()
-            && audit.finish(status, None).await.is_err()
+            && Box::pin(audit.finish(status, None)).await.is_err()
         {
             return audit_unavailable(route_id, id, started, html);
         }
@@ -199,9 +199,10 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<B
             html,
         ),
     };
+    // Boxed: the finish future is large (~1.9 KB) and inline it would enlarge every
+    // request's future, audited or not, which is copied as it moves.
     if let Some(audit) = audit.take()
-        && audit
-            .finish(response.status(), served_by.as_deref())
+        && Box::pin(audit.finish(response.status(), served_by.as_deref()))
             .await
             .is_err()
     {
