@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, Method, header};
 use serde::{Deserialize, Serialize};
 
-use super::event::{AuditEvent, kind};
+use super::event::{AuditEvent, DECISIONS, check_filter_value, kind};
 use super::query::parse_time;
 use super::request::identity_fields;
 use super::setup::Audit;
@@ -64,15 +64,23 @@ impl SearchParams {
             ),
             None => None,
         };
+        let decision = given(&self.decision);
+        if let Some(value) = &decision {
+            check_filter_value("decision", value, &DECISIONS)?;
+        }
+        let kind = given(&self.kind);
+        if let Some(value) = &kind {
+            check_filter_value("kind", value, &kind::ALL)?;
+        }
         Ok(AuditFilter {
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
             subject: given(&self.subject),
             email: given(&self.email),
             route: given(&self.route),
-            decision: given(&self.decision),
+            decision,
             status,
-            kind: given(&self.kind),
+            kind,
             decision_id: given(&self.decision_id),
             text: given(&self.text),
         })
@@ -179,6 +187,18 @@ pub async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decision_and_kind_values_are_checked() {
+        let now = jiff::Timestamp::now();
+        for good in ["decision=deny", "kind=audit_access", "decision=&kind="] {
+            assert!(params(good).filter(now).is_ok(), "{good}");
+        }
+        for bad in ["decision=denied", "kind=requests", "decision=DENY"] {
+            let error = params(bad).filter(now).unwrap_err();
+            assert!(error.contains("expected one of"), "{bad}: {error}");
+        }
+    }
 
     fn params(pairs: &str) -> SearchParams {
         let uri: http::Uri = format!("/?{pairs}").parse().unwrap();

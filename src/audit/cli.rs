@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::event::{DECISIONS, check_filter_value, kind};
 use super::query::{self, Format};
 use super::store::AuditFilter;
 use super::{Store, verify};
@@ -52,7 +53,8 @@ pub struct QueryArgs {
     /// HTTP status.
     #[arg(long)]
     pub status: Option<i64>,
-    /// Event kind (request, outcome, config_load, retention, audit_access).
+    /// Event kind (request, outcome, config_load, config_reload, retention, audit_access,
+    /// login, logout, session_expired).
     #[arg(long)]
     pub kind: Option<String>,
     /// Decision id: the `X-Portcullis-Decision-Id` sent upstream, the request id on
@@ -101,6 +103,14 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<()> {
             .map(|t| query::parse_time(t, now).map_err(anyhow::Error::msg))
             .transpose()
     };
+    for (name, value, allowed) in [
+        ("--decision", &args.decision, &DECISIONS[..]),
+        ("--kind", &args.kind, &kind::ALL[..]),
+    ] {
+        if let Some(value) = value {
+            check_filter_value(name, value, allowed).map_err(anyhow::Error::msg)?;
+        }
+    }
     let filter = AuditFilter {
         since: time(&args.since).context("--since")?,
         until: time(&args.until).context("--until")?,

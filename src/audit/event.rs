@@ -60,6 +60,36 @@ pub mod kind {
     pub const SESSION_EXPIRED: &str = "session_expired";
     /// The process replaced its config (`detail.config_hash`, `detail.outcome`).
     pub const CONFIG_RELOAD: &str = "config_reload";
+
+    /// Every kind, for checking a search filter.
+    pub const ALL: [&str; 9] = [
+        REQUEST,
+        OUTCOME,
+        CONFIG_LOAD,
+        RETENTION,
+        AUDIT_ACCESS,
+        LOGIN,
+        LOGOUT,
+        SESSION_EXPIRED,
+        CONFIG_RELOAD,
+    ];
+}
+
+/// Every value the `decision` column takes.
+pub const DECISIONS: [&str; 4] = ["allow", "deny", "login", "error"];
+
+/// Checks a `decision` or `kind` search value against what the trail can hold: a typo
+/// (`decision=denied`) would otherwise find nothing, and an investigator would read "no
+/// denials" where there were some.
+pub fn check_filter_value(name: &str, value: &str, allowed: &[&str]) -> Result<(), String> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name}: `{value}`: expected one of {}",
+            allowed.join(", ")
+        ))
+    }
 }
 
 /// An event before chaining. Every text field is already redacted. Times are
