@@ -129,6 +129,14 @@ struct Head {
 
 /// Reads until `buf` holds a complete head (consumed from `buf` on success). An idle
 /// connection closes on shutdown.
+///
+/// httparse starts over on every call, so the head is parsed again only once a read
+/// completes a line: a client trickling a 64 KiB head a byte per segment would otherwise
+/// have it re-parsed from the start tens of thousands of times (quadratic CPU for the
+/// price of one slow connection). Lines are bounded by `max_headers` (more is a handover),
+/// so a head costs at most that many parses; a malformed one is still refused at the end
+/// of its first bad line (or at once when the first bytes already say it is not HTTP/1: a
+/// TLS hello on the plain port is handed to hyper's 400 without waiting for a newline).
 async fn read_head<I, S>(
     io: &mut I,
     buf: &mut BytesMut,
@@ -139,12 +147,17 @@ where
     I: AsyncRead + Unpin,
     S: Future,
 {
+    // How much of `buf` the last parse saw.
+    let mut parsed_up_to = 0;
     loop {
-        if !buf.is_empty() {
+        let worth_parsing = parsed_up_to == 0
+            || buf[parsed_up_to..].contains(&b'\n')
+            || buf.len() >= limits.max_header_bytes;
+        if !buf.is_empty() && worth_parsing {
             match parse(buf, limits) {
                 Parsed::Head(head) => return HeadRead::Head(head),
                 Parsed::Handover => return HeadRead::Handover,
-                Parsed::Partial => {}
+                Parsed::Partial => parsed_up_to = buf.len(),
             }
         }
         let read = tokio::select! {
@@ -197,6 +210,8 @@ enum Parsed {
 /// Parses the head at the start of `buf`; on [`Parsed::Head`] the head's bytes are removed
 /// from `buf`.
 fn parse(buf: &mut BytesMut, limits: &ConnLimits) -> Parsed {
+    #[cfg(test)]
+    tests::PARSES.with(|n| n.set(n.get() + 1));
     let max = limits.max_headers.max(1);
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_FIELDS];
     let mut heap;

@@ -9,6 +9,50 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 use crate::app::listener::{ConnInfo, ConnLimits, shared};
 
+thread_local! {
+    /// How many times `parse` ran on this thread.
+    pub(super) static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Hands out its bytes one per read, as a client trickling its head would.
+struct Trickle(Vec<u8>, usize);
+
+impl tokio::io::AsyncRead for Trickle {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let at = self.1;
+        if let Some(&byte) = self.0.get(at) {
+            buf.put_slice(&[byte]);
+            self.1 += 1;
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_trickled_head_is_parsed_once_per_line_not_once_per_byte() {
+    let mut head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
+    head.extend(std::iter::repeat_n(b'a', 4000));
+    head.extend_from_slice(b"\r\nAccept: */*\r\n\r\n");
+    let mut io = Trickle(head, 0);
+    let mut buf = BytesMut::new();
+    let limits = ConnLimits {
+        max_header_bytes: 64 * 1024,
+        ..limits()
+    };
+    let never = std::future::pending::<()>();
+    tokio::pin!(never);
+    PARSES.with(|n| n.set(0));
+    let read = read_head(&mut io, &mut buf, &limits, never.as_mut()).await;
+    assert!(matches!(read, HeadRead::Head(_)));
+    // Five lines, and the first byte (a TLS hello is handed over at once): not ~4,000.
+    let parses = PARSES.with(std::cell::Cell::get);
+    assert!(parses <= 8, "{parses} parses");
+}
+
 fn limits() -> ConnLimits {
     ConnLimits {
         header_read_timeout: Duration::from_secs(5),
