@@ -16,6 +16,12 @@ pub(crate) const MAX_HEADERS: usize = 128;
 /// Fields parsed without the large table.
 const COMMON_HEADERS: usize = 24;
 
+#[cfg(test)]
+thread_local! {
+    /// How many times [`parse`] ran on this thread.
+    pub(super) static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Where the response body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Framing {
@@ -63,6 +69,8 @@ pub(crate) enum HeadError {
 /// before it). `Ok(None)`: the head is not complete yet; read more and call again.
 /// `head_request`: the request was HEAD, so the response has no body whatever it says.
 pub(crate) fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, HeadError> {
+    #[cfg(test)]
+    PARSES.with(|n| n.set(n.get() + 1));
     loop {
         // Most heads have a handful of fields: a small table first, the full one if needed.
         let mut small = [Span::default(); COMMON_HEADERS];

@@ -262,11 +262,21 @@ async fn exchange(conn: &mut Conn, head: &[u8], head_request: bool) -> Result<he
         return Err(Attempt::Unanswered(H1Error::Io(e)));
     }
     let mut answered = false;
+    // How much of the buffer the last parse saw: as on the client side, a head is parsed
+    // again only once a read completes a line (httparse starts over on every call).
+    let mut parsed_up_to = None;
     loop {
-        if answered {
+        let worth_parsing = match parsed_up_to {
+            None => true,
+            Some(seen) => {
+                conn.buf.get(seen..).is_none_or(|new| new.contains(&b'\n'))
+                    || conn.buf.len() > head::MAX_HEAD_BYTES
+            }
+        };
+        if answered && worth_parsing {
             match head::parse(&mut conn.buf, head_request) {
                 Ok(Some(parsed)) => return Ok(parsed),
-                Ok(None) => {}
+                Ok(None) => parsed_up_to = Some(conn.buf.len()),
                 Err(e) => return Err(Attempt::Failed(e.into())),
             }
         }

@@ -377,3 +377,35 @@ async fn a_large_body_streams_through() {
     assert_eq!(body.len(), 3_000_000);
     assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
 }
+
+#[tokio::test]
+async fn a_trickled_response_head_is_parsed_once_per_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).await;
+        let mut reply = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();
+        reply.extend(std::iter::repeat_n(b'a', 3000));
+        reply.extend_from_slice(b"\r\nContent-Length: 2\r\n\r\nok");
+        for piece in reply.chunks(50) {
+            if stream.write_all(piece).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+    });
+    head::PARSES.with(|n| n.set(0));
+    let (status, _, body) = get(&pool(port), Method::GET, "/").await.unwrap();
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, b"ok".as_slice())
+    );
+    // Three lines; not one parse per segment (about 60 of them).
+    let parses = head::PARSES.with(std::cell::Cell::get);
+    assert!(parses <= 6, "{parses} parses");
+}
