@@ -5,6 +5,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -56,9 +58,55 @@ pub(crate) struct GuardedBody<B> {
     /// lazily when it fires, instead of being reset on every frame.
     deadline: Instant,
     waiting: bool,
-    /// Fired (or dropped) when the body has been read to its end or failed: the response
-    /// timeout starts then, so a long upload is not mistaken for a slow upstream.
-    on_end: Option<tokio::sync::oneshot::Sender<()>>,
+    /// An upload's progress, for the exchange that sends it (see [`Upload`]).
+    upload: Option<Arc<UploadState>>,
+}
+
+/// What the sending side knows about a request body on its way upstream: its end (the
+/// response timeout starts then, so a long upload is not mistaken for a slow upstream) and
+/// whether it still moves. An upstream that stops reading blocks the client's writes, so the
+/// body is no longer polled and its own idle timer cannot run: [`Upload::stalled`] notices
+/// instead. A body waiting on the client is the client's stall, not the upstream's.
+pub(crate) struct Upload {
+    state: Arc<UploadState>,
+    idle: Duration,
+}
+
+#[derive(Default)]
+struct UploadState {
+    frames: AtomicU64,
+    waiting_on_client: AtomicBool,
+    ended: AtomicBool,
+    end: tokio::sync::Notify,
+}
+
+impl Upload {
+    /// Completes once the body has been read to its end, has failed, or was dropped.
+    pub(crate) async fn ended(&self) {
+        if !self.state.ended.load(Ordering::Acquire) {
+            // notify_one keeps a permit: an end signalled before this wait is not lost.
+            self.state.end.notified().await;
+        }
+    }
+
+    /// Completes when the body has not moved for the idle timeout while nothing waited on
+    /// the client: the upstream stopped reading it. Never with the idle timeout off.
+    pub(crate) async fn stalled(&self) {
+        if self.idle.is_zero() {
+            return std::future::pending().await;
+        }
+        loop {
+            let seen = self.state.frames.load(Ordering::Acquire);
+            let _ = crate::timer::timeout(self.idle, std::future::pending::<()>()).await;
+            let moved = self.state.frames.load(Ordering::Acquire) != seen;
+            if !moved
+                && !self.state.waiting_on_client.load(Ordering::Acquire)
+                && !self.state.ended.load(Ordering::Acquire)
+            {
+                return;
+            }
+        }
+    }
 }
 
 impl<B> GuardedBody<B> {
@@ -71,24 +119,47 @@ impl<B> GuardedBody<B> {
             sleep: None,
             deadline: Instant::now(),
             waiting: false,
-            on_end: None,
+            upload: None,
         }
     }
 
-    /// Returns a receiver that completes once this body has been read to its end, has
-    /// failed, or was dropped unread.
-    pub(crate) fn notify_end(&mut self) -> tokio::sync::oneshot::Receiver<()> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.on_end = Some(tx);
-        rx
+    /// Follows this body as an upload: its end, and whether it still moves.
+    pub(crate) fn upload(&mut self) -> Upload {
+        let state = Arc::new(UploadState::default());
+        self.upload = Some(state.clone());
+        Upload {
+            state,
+            idle: self.idle,
+        }
     }
 
     fn ended(&mut self) {
-        if let Some(tx) = self.on_end.take() {
-            let _ = tx.send(());
+        if let Some(state) = self.upload.take() {
+            state.ended.store(true, Ordering::Release);
+            state.end.notify_one();
         }
     }
 
+    /// Notes a frame passed on, or a wait on the client.
+    fn note(&self, waiting_on_client: bool) {
+        if let Some(state) = &self.upload {
+            if !waiting_on_client {
+                state.frames.fetch_add(1, Ordering::AcqRel);
+            }
+            state
+                .waiting_on_client
+                .store(waiting_on_client, Ordering::Release);
+        }
+    }
+}
+
+impl<B> Drop for GuardedBody<B> {
+    fn drop(&mut self) {
+        self.ended();
+    }
+}
+
+impl<B> GuardedBody<B> {
     /// Polls the idle timer; Ready means the body has been idle too long.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.idle.is_zero() {
@@ -129,6 +200,7 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.waiting = false;
+                this.note(false);
                 if let (Some(remaining), Some(data)) = (this.remaining.as_mut(), frame.data_ref()) {
                     let len = data.len() as u64;
                     if len > *remaining {
@@ -149,13 +221,16 @@ where
                 this.ended();
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.poll_idle(cx) {
-                Poll::Ready(()) => {
-                    this.ended();
-                    Poll::Ready(Some(Err(BodyError::Idle)))
+            Poll::Pending => {
+                this.note(true);
+                match this.poll_idle(cx) {
+                    Poll::Ready(()) => {
+                        this.ended();
+                        Poll::Ready(Some(Err(BodyError::Idle)))
+                    }
+                    Poll::Pending => Poll::Pending,
                 }
-                Poll::Pending => Poll::Pending,
-            },
+            }
         }
     }
 

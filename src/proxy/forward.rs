@@ -12,7 +12,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::time::Instant;
 
-use super::body::GuardedBody;
+use super::body::{GuardedBody, Upload};
 use super::headers::{self, RequestRewrite};
 use super::{ForwardContext, ProxyError, RouteProxy, ServedBy, h1, hop, redirect, target, upgrade};
 use crate::policy::Permit;
@@ -94,7 +94,7 @@ pub async fn forward_served(
     let mut retries_left = if retryable { cfg.retries } else { 0 };
     let mut guarded = GuardedBody::new(body, cfg.timeouts.idle, cfg.max_body);
     // Retries only happen for empty bodies, so only a first attempt ever uploads.
-    let mut body_sent = (!body_empty).then(|| guarded.notify_end());
+    let mut body_sent = (!body_empty).then(|| guarded.upload());
     let mut body = Some(guarded);
     let mut headers = Some(headers);
     let mut retried = false;
@@ -250,20 +250,23 @@ fn rewrite_location(route: &RouteProxy, status: StatusCode, headers: &mut http::
 }
 
 /// Awaits the response head. The timeout runs from the moment the request body has been
-/// sent (at once for an empty body): an upload may take longer than `response_timeout`, and
-/// the idle timeout already bounds a stalled one.
+/// sent (at once for an empty body): an upload may take longer than `response_timeout`. A
+/// body the client stalls fails on its own idle timeout (408); one the upstream stops
+/// reading ends the wait after the same idle time (504).
 async fn response_within<F: std::future::Future>(
     limit: std::time::Duration,
     response: F,
-    body_sent: Option<tokio::sync::oneshot::Receiver<()>>,
+    upload: Option<Upload>,
 ) -> Result<F::Output, crate::timer::Elapsed> {
-    let Some(body_sent) = body_sent else {
+    let Some(upload) = upload else {
         return crate::timer::timeout(limit, response).await;
     };
     tokio::pin!(response);
     tokio::select! {
         out = &mut response => Ok(out),
-        _ = body_sent => crate::timer::timeout(limit, response).await,
+        () = upload.ended() => crate::timer::timeout(limit, response).await,
+        // The upstream stopped reading the body: without this the exchange waited forever.
+        () = upload.stalled() => Err(crate::timer::Elapsed),
     }
 }
 

@@ -199,3 +199,56 @@ async fn a_client_that_stops_reading_is_cut_off() {
     assert!(out.len() > CHUNK * CHUNKS, "{}", out.len());
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_upstream_that_stops_reading_the_body_is_a_504_not_a_hang() {
+    // Reads the request head, then nothing: the upload fills the socket buffers and stops.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            held.push(stream);
+        }
+    });
+    let extra =
+        "idle_timeout = \"1s\"\nresponse_timeout = \"60s\"\nmax_body = \"1GiB\"\nretries = 0";
+    // The stuck upstream exchange outlives the answer (hyper's connection still holds the
+    // body): a short grace keeps the test's shutdown short.
+    let config = format!(
+        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"off\"\nshutdown_grace = \"1s\"\n{}",
+        public_route("app", "/", &[up], extra)
+    );
+    let proxy = start_proxy(&config).await;
+    let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let size: usize = 256 * 1024 * 1024;
+    client
+        .write_all(
+            format!("POST /upload HTTP/1.1\r\nHost: gate.test\r\nContent-Length: {size}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = client.into_split();
+    // The client keeps sending as long as anyone reads.
+    let sender = tokio::spawn(async move {
+        let chunk = vec![b'u'; 64 * 1024];
+        for _ in 0..size / chunk.len() {
+            if writer.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut answer = vec![0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(15), reader.read(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer after 15s: the exchange hung");
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    sender.abort();
+    drop(reader);
+    proxy.shutdown().await;
+}
