@@ -30,6 +30,8 @@
 //! - [`ids`]: UUIDv7s from a per-thread context (no process-wide lock per id).
 //! - [`telemetry`]: tracing setup (human or JSON logs).
 //! - [`timer`]: coarse per-worker timers for the per-request timeouts (no syscall to arm).
+//! - [`send_timeout`]: a socket wrapper whose writes fail when the peer stops reading (client
+//!   connections: `server.send_timeout`; upstream connections: the route's `idle_timeout`).
 //! - [`demo`]: `portcullis demo`: embedded config, a built-in echo upstream and a
 //!   development OpenID provider (never reachable from `serve`).
 
@@ -45,6 +47,7 @@ pub mod policy;
 pub mod proxy;
 pub mod routes;
 pub mod secrets;
+pub mod send_timeout;
 pub mod session;
 pub mod telemetry;
 pub mod timer;

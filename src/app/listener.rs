@@ -22,8 +22,8 @@ use tower::ServiceExt;
 
 use super::balance::{Balance, Handoff};
 use super::http1;
-use super::send_timeout::SendTimeout;
 use crate::admin::names;
+use crate::send_timeout::SendTimeout;
 
 /// What a listener serves, swappable at run time (config reload): each request uses the
 /// one current when it arrived.

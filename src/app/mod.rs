@@ -14,7 +14,6 @@ mod login;
 mod logout;
 mod pages;
 mod reload;
-mod send_timeout;
 mod service_endpoints;
 pub(crate) mod templates;
 mod tls;

@@ -9,26 +9,66 @@
 //! shorter one (Node's default is 5 s) may still close a pooled connection just as it is
 //! reused; that surfaces as an upstream error, and only connect failures are retried.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use http::Uri;
 use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
+use tokio::net::TcpStream;
 
 use super::ProxyError;
 use super::body::GuardedBody;
 use crate::config::RouteConfig;
 use crate::secrets::SecretRef;
+use crate::send_timeout::SendTimeout;
 
 /// The client type every route uses.
-pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, GuardedBody<Body>>;
+pub(crate) type UpstreamClient = Client<HttpsConnector<StallConnector>, GuardedBody<Body>>;
+
+/// hyper's TCP connector with every connection in a [`SendTimeout`] of the route's idle
+/// timeout: an upstream that stops reading a request body fails the write instead of
+/// holding the connection (and the client's body) forever.
+#[derive(Clone)]
+pub(crate) struct StallConnector {
+    inner: HttpConnector,
+    limit: Duration,
+}
+
+impl tower::Service<Uri> for StallConnector {
+    type Response = TokioIo<SendTimeout<TcpStream>>;
+    type Error = <HttpConnector as tower::Service<Uri>>::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let limit = self.limit;
+        Box::pin(async move {
+            let io = connecting.await?;
+            Ok(TokioIo::new(SendTimeout::new(io.into_inner(), limit)))
+        })
+    }
+}
+
+impl Connection for SendTimeout<TcpStream> {
+    fn connected(&self) -> Connected {
+        self.get_ref().connected()
+    }
+}
 
 /// Idle pooled connections are closed after this (pitfall 6: stay below upstream keep-alive).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,11 +86,15 @@ pub(crate) fn build(route: &RouteConfig, needs_roots: bool) -> Result<UpstreamCl
     http.set_nodelay(true);
     // TCP connect only; the TLS handshake is bounded by the response-head timeout.
     http.set_connect_timeout(Some(route.timeouts.connect));
+    let stalls = StallConnector {
+        inner: http,
+        limit: route.timeouts.idle,
+    };
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(stalls);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)

@@ -64,10 +64,27 @@ impl ProxyError {
         let detail = format!("{upstream}: {}", chain(err));
         if err.is_connect() {
             ProxyError::Connect(detail)
+        } else if timed_out(err) {
+            // The connection's send timeout: the upstream stopped reading the request.
+            ProxyError::Timeout
         } else {
             ProxyError::Upstream(detail)
         }
     }
+}
+
+/// Whether an I/O timeout is among the causes.
+fn timed_out(err: &(dyn StdError + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// `outer: cause: root cause`, as one line.

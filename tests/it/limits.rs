@@ -215,8 +215,7 @@ async fn an_upstream_that_stops_reading_the_body_is_a_504_not_a_hang() {
     });
     let extra =
         "idle_timeout = \"1s\"\nresponse_timeout = \"60s\"\nmax_body = \"1GiB\"\nretries = 0";
-    // The stuck upstream exchange outlives the answer (hyper's connection still holds the
-    // body): a short grace keeps the test's shutdown short.
+    // A short grace keeps the test's shutdown short should anything still hold on.
     let config = format!(
         "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"off\"\nshutdown_grace = \"1s\"\n{}",
         public_route("app", "/", &[up], extra)

@@ -1,4 +1,4 @@
-//! `server.send_timeout`: a client that stops reading is cut off. Without it a client could
+//! A peer that stops reading is cut off. For clients (`server.send_timeout`): without it one could
 //! ask for a large response and never read it (a slow-read attack): the kernel keeps the
 //! connection alive with zero-window probes for as long as the client answers them, and the
 //! connection, its upstream exchange and their buffers stay taken. Like nginx's
@@ -7,6 +7,8 @@
 //!
 //! A wrapper around the client connection, under TLS and HTTP, so every writer is covered:
 //! the own HTTP/1 loop, hyper's HTTP/1 and HTTP/2, and WebSocket tunnels after an upgrade.
+//! Around hyper's upstream connections too (the route's `idle_timeout`): an upstream that
+//! stops reading a request body would otherwise hold that connection, and the body, for good.
 //! Reads pass through untouched. A write that completes at once (nearly all) costs no timer;
 //! one that waits arms the worker's coarse timer (or tokio's off a worker).
 
@@ -36,6 +38,11 @@ impl<I> SendTimeout<I> {
         }
     }
 
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &I {
+        &self.io
+    }
+
     /// Passes on a write's outcome: progress disarms the clock; waiting arms it, and past
     /// the limit the write fails instead.
     fn guard<T>(
@@ -52,7 +59,7 @@ impl<I> SendTimeout<I> {
         match stall.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "client did not read for server.send_timeout",
+                "the peer stopped reading",
             ))),
             Poll::Pending => Poll::Pending,
         }
