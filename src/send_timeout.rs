@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// A client connection whose writes fail with `TimedOut` after `limit` without progress.
+/// A connection whose writes fail with `TimedOut` after `limit` without progress.
 pub struct SendTimeout<I> {
     io: I,
     limit: Duration,

@@ -151,15 +151,7 @@ impl<B> GuardedBody<B> {
                 .store(waiting_on_client, Ordering::Release);
         }
     }
-}
 
-impl<B> Drop for GuardedBody<B> {
-    fn drop(&mut self) {
-        self.ended();
-    }
-}
-
-impl<B> GuardedBody<B> {
     /// Polls the idle timer; Ready means the body has been idle too long.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.idle.is_zero() {
@@ -181,6 +173,13 @@ impl<B> GuardedBody<B> {
             // The timer was armed for an earlier wait; move it to this one's deadline.
             sleep.as_mut().reset(deadline);
         }
+    }
+}
+
+/// A body dropped unread has ended too, as far as its upload is concerned.
+impl<B> Drop for GuardedBody<B> {
+    fn drop(&mut self) {
+        self.ended();
     }
 }
 
