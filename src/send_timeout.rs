@@ -16,7 +16,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -25,7 +25,7 @@ pub struct SendTimeout<I> {
     io: I,
     limit: Duration,
     /// Armed while a write waits; dropped when one makes progress.
-    stall: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    stall: Option<crate::timer::Sleep>,
 }
 
 impl<I> SendTimeout<I> {
@@ -55,21 +55,14 @@ impl<I> SendTimeout<I> {
             return outcome;
         }
         let limit = self.limit;
-        let stall = self.stall.get_or_insert_with(|| sleep(limit));
-        match stall.as_mut().poll(cx) {
+        let stall = self.stall.get_or_insert_with(|| crate::timer::sleep(limit));
+        match Pin::new(stall).poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the peer stopped reading",
             ))),
             Poll::Pending => Poll::Pending,
         }
-    }
-}
-
-fn sleep(limit: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    match crate::timer::current() {
-        Some(timer) => Box::pin(timer.sleep_until(Instant::now() + limit)),
-        None => Box::pin(tokio::time::sleep(limit)),
     }
 }
 

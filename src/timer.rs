@@ -186,11 +186,19 @@ pub fn current() -> Option<CoarseTimer> {
 /// `future`, or `Err(Elapsed)` once `limit` has passed: on the worker's coarse timer when
 /// this thread has one, on tokio's otherwise.
 pub fn timeout<F: Future>(limit: Duration, future: F) -> Timeout<F> {
-    let sleep = match current() {
+    Timeout {
+        future,
+        sleep: sleep(limit),
+    }
+}
+
+/// A wait of `limit`: on the worker's coarse timer when this thread has one (up to
+/// [`TICK`] late), on tokio's otherwise.
+pub fn sleep(limit: Duration) -> Sleep {
+    Sleep(match current() {
         Some(timer) => Either::Coarse(timer.sleep_until(Instant::now() + limit)),
         None => Either::Tokio(Box::pin(tokio::time::sleep(limit))),
-    };
-    Timeout { future, sleep }
+    })
 }
 
 pin_project_lite::pin_project! {
@@ -199,14 +207,28 @@ pin_project_lite::pin_project! {
     pub struct Timeout<F> {
         #[pin]
         future: F,
-        sleep: Either,
+        sleep: Sleep,
     }
 }
 
-/// Which clock a [`Timeout`] waits on.
+/// The future [`sleep`] returns.
+pub struct Sleep(Either);
+
+/// Which clock a [`Sleep`] waits on.
 enum Either {
     Coarse(CoarseSleep),
     Tokio(Pin<Box<tokio::time::Sleep>>),
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.get_mut().0 {
+            Either::Coarse(sleep) => Pin::new(sleep).poll(cx),
+            Either::Tokio(sleep) => sleep.as_mut().poll(cx),
+        }
+    }
 }
 
 impl<F: Future> Future for Timeout<F> {
@@ -217,11 +239,7 @@ impl<F: Future> Future for Timeout<F> {
         if let Poll::Ready(out) = this.future.poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        let elapsed = match this.sleep {
-            Either::Coarse(sleep) => Pin::new(sleep).poll(cx),
-            Either::Tokio(sleep) => sleep.as_mut().poll(cx),
-        };
-        elapsed.map(|()| Err(Elapsed))
+        Pin::new(this.sleep).poll(cx).map(|()| Err(Elapsed))
     }
 }
 

@@ -97,7 +97,7 @@ impl Upload {
         }
         loop {
             let seen = self.state.frames.load(Ordering::Acquire);
-            let _ = crate::timer::timeout(self.idle, std::future::pending::<()>()).await;
+            crate::timer::sleep(self.idle).await;
             let moved = self.state.frames.load(Ordering::Acquire) != seen;
             if !moved
                 && !self.state.waiting_on_client.load(Ordering::Acquire)
