@@ -245,14 +245,14 @@ where
 /// The first [`BodyError`] in `err`'s source chain: in an upstream exchange's error, the
 /// guarded request body's failure that caused it.
 pub(crate) fn request_body_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a BodyError> {
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(body_error) = e.downcast_ref::<BodyError>() {
-            return Some(body_error);
-        }
-        current = e.source();
-    }
-    None
+    causes(err).find_map(|e| e.downcast_ref::<BodyError>())
+}
+
+/// `err` and its source chain, outermost first.
+pub(crate) fn causes<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |&e| e.source())
 }
 
 #[cfg(test)]

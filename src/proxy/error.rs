@@ -75,25 +75,17 @@ impl ProxyError {
 
 /// Whether an I/O timeout is among the causes.
 fn timed_out(err: &(dyn StdError + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if e.downcast_ref::<std::io::Error>()
+    body::causes(err).any(|e| {
+        e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    })
 }
 
 /// `outer: cause: root cause`, as one line.
 fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let _ = write!(out, ": {e}");
-        source = e.source();
+    let mut out = String::new();
+    for (i, e) in body::causes(err).enumerate() {
+        let _ = write!(out, "{}{e}", if i == 0 { "" } else { ": " });
     }
     out
 }
