@@ -228,20 +228,22 @@ enum Failure {
 /// A response from portcullis's own client, headers stripped and body guarded as for any.
 fn own_response(route: &RouteProxy, response: Response<h1::ResponseBody>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    hop::strip_response(&mut parts.headers, false);
-    hop::strip_bodiless_framing(parts.status, &mut parts.headers);
-    rewrite_location(route, parts.status, &mut parts.headers);
+    response_head(route, &mut parts, false);
     let body = Body::new(GuardedBody::new(body, route.route.timeouts.idle, None));
     Response::from_parts(parts, body)
 }
 
-/// The route's `rewrite_redirects`.
-fn rewrite_location(route: &RouteProxy, status: StatusCode, headers: &mut http::HeaderMap) {
+/// What every upstream response head goes through, from either client: hop-by-hop headers
+/// out (`switching`: a 101 keeps its `Connection` and `Upgrade`), no length on a bodiless
+/// status, and the route's `rewrite_redirects`.
+fn response_head(route: &RouteProxy, parts: &mut http::response::Parts, switching: bool) {
+    hop::strip_response(&mut parts.headers, switching);
+    hop::strip_bodiless_framing(parts.status, &mut parts.headers);
     let cfg = &*route.route;
     if cfg.rewrite_redirects {
         redirect::rewrite_location(
-            status,
-            headers,
+            parts.status,
+            &mut parts.headers,
             &route.upstreams,
             &cfg.path,
             cfg.strip_prefix,
@@ -289,9 +291,7 @@ fn finish_response(
         upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, route.route.id.clone());
     }
     let (mut parts, incoming) = response.into_parts();
-    hop::strip_response(&mut parts.headers, switching);
-    hop::strip_bodiless_framing(parts.status, &mut parts.headers);
-    rewrite_location(route, parts.status, &mut parts.headers);
+    response_head(route, &mut parts, switching);
     let body = if switching {
         Body::empty()
     } else {
