@@ -73,7 +73,7 @@ pub async fn forward_served(
         access_token: ctx.access_token,
         claim_headers: &cfg.headers,
     };
-    headers::rewrite_request(&mut headers, client_host, &rewrite);
+    let mut added = headers::rewrite_request(&mut headers, client_host, &rewrite);
     if let Some(protocol) = upgrade_protocol {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
@@ -102,11 +102,8 @@ pub async fn forward_served(
     loop {
         let upstream = route.upstreams.get(index);
         // The first attempt's Host was set by the rewrite; a retry goes to another upstream.
-        if retried
-            && !host_preserved
-            && let Some(headers) = headers.as_mut()
-        {
-            headers.insert(header::HOST, upstream.host_header.clone());
+        if retried && !host_preserved {
+            added.host = Some(upstream.host_header.clone());
         }
         let limit = cfg.timeouts.response_header;
         let attempt = match route.h1_pool(index).filter(|_| own_client) {
@@ -117,6 +114,7 @@ pub async fn forward_served(
                     target: target::Target::new(upstream, path, query),
                     // Borrowed, so a retry needs no copy.
                     headers: headers.as_ref().unwrap_or(&empty),
+                    added: &added,
                 };
                 let sent = crate::timer::timeout(limit, pool.send(super::worker(), outgoing)).await;
                 match sent {
@@ -145,6 +143,7 @@ pub async fn forward_served(
                     0 => headers.take().unwrap_or_default(),
                     _ => headers.clone().unwrap_or_default(),
                 };
+                added.apply(&mut attempt_headers);
                 // hyper sends a GET or HEAD body of unknown length (a chunked one, or HTTP/2
                 // DATA without Content-Length) as no body at all unless the framing is set:
                 // the upstream would get the request without what the client sent (an

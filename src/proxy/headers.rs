@@ -124,26 +124,79 @@ fn overrides_path_or_method(name: &str) -> bool {
     )
 }
 
-/// Rewrites end-to-end request headers in place. Call after [`super::hop::strip_request`],
+/// The fields portcullis sets on a forwarded request, kept apart from the client's so the
+/// own HTTP/1 client can write them straight into the request head (a map insert hashes the
+/// name and may grow the table; this runs on every request). Any other client gets them
+/// inserted by [`Added::apply`]. `host` replaces the client's `Host`; no other client field
+/// left in the map shares a name with one of these ([`rewrite_request`] removed those).
+#[derive(Default)]
+pub(crate) struct Added {
+    pub(crate) host: Option<HeaderValue>,
+    real_ip: Option<HeaderValue>,
+    forwarded_for: Option<HeaderValue>,
+    forwarded_proto: Option<HeaderValue>,
+    forwarded_host: Option<HeaderValue>,
+    decision_id: Option<HeaderValue>,
+    /// Claim headers, the assertion and the access token: empty for public routes.
+    identity: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Added {
+    /// Calls `f` with each field, `Host` first.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&HeaderName, &HeaderValue)) {
+        let fixed = [
+            (header::HOST, &self.host),
+            (X_REAL_IP, &self.real_ip),
+            (X_FORWARDED_FOR, &self.forwarded_for),
+            (X_FORWARDED_PROTO, &self.forwarded_proto),
+            (X_FORWARDED_HOST, &self.forwarded_host),
+            (X_PORTCULLIS_DECISION_ID, &self.decision_id),
+        ];
+        for (name, value) in &fixed {
+            if let Some(value) = value {
+                f(name, value);
+            }
+        }
+        for (name, value) in &self.identity {
+            f(name, value);
+        }
+    }
+
+    /// Inserts every field into `headers`, replacing any of the same name.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        self.for_each(|name, value| {
+            headers.insert(name, value.clone());
+        });
+    }
+}
+
+/// Rewrites end-to-end request headers: removes in place what must not reach the upstream,
+/// and returns what portcullis sets (see [`Added`]). Call after [`super::hop::strip_request`],
 /// with the client's host taken before it (a `Connection: host` cannot hide it then).
 pub(crate) fn rewrite_request(
     headers: &mut HeaderMap,
     client_host: Option<HeaderValue>,
     rw: &RequestRewrite<'_>,
-) {
-    // Room for what is added below, in one growth instead of several.
-    headers.reserve(7);
+) -> Added {
     // One pass over the names finds what must go; most requests carry none of it, and a
     // pass is cheaper than a hash lookup per candidate.
     let mut spoofed: Vec<HeaderName> = Vec::new();
-    let (mut expect, mut authorization, mut forwarded) = (false, false, false);
+    let mut seen = Seen::default();
     for name in headers.keys() {
         if name == header::EXPECT {
-            expect = true;
+            seen.expect = true;
         } else if name == header::AUTHORIZATION {
-            authorization = true;
+            seen.authorization = true;
         } else if name == header::FORWARDED {
-            forwarded = true;
+            seen.forwarded = true;
+        } else if name == X_REAL_IP {
+            seen.real_ip = true;
+        } else if rw.trusted_peer && name == X_FORWARDED_FOR {
+            seen.forwarded_for = true;
+        } else if rw.trusted_peer && name == X_FORWARDED_PROTO {
+            seen.forwarded_proto = true;
+        } else if rw.trusted_peer && name == X_FORWARDED_HOST {
+            seen.forwarded_host = true;
         } else if is_identity_looking(name.as_str())
             || overrides_path_or_method(name.as_str())
             || (!rw.trusted_peer
@@ -153,67 +206,91 @@ pub(crate) fn rewrite_request(
         }
     }
     // hyper answers `100-continue` itself when the body is first read.
-    if expect {
+    if seen.expect {
         headers.remove(header::EXPECT);
     }
     for name in spoofed {
         headers.remove(name);
     }
-    if authorization && !rw.pass_authorization {
+    // The route's access token, when it passes one, replaces the client's.
+    let token_replaces = rw.identity.is_some() && rw.access_token.is_some();
+    if seen.authorization && (!rw.pass_authorization || token_replaces) {
         headers.remove(header::AUTHORIZATION);
     }
-    if forwarded && !rw.trusted_peer {
+    if seen.forwarded && !rw.trusted_peer {
         headers.remove(header::FORWARDED);
+    }
+    // Always portcullis's own: whatever a client or proxy sent is replaced.
+    if seen.real_ip {
+        headers.remove(X_REAL_IP);
     }
 
     let peer = ip_header_value(rw.peer);
-    // Always portcullis's own: whatever a client or proxy sent is replaced.
     let real_ip = if rw.client_ip == rw.peer {
         peer.clone()
     } else {
         ip_header_value(rw.client_ip)
     };
-    headers.insert(X_REAL_IP, real_ip);
-    let forwarded_for = match (rw.trusted_peer, headers.contains_key(&X_FORWARDED_FOR)) {
-        (true, true) => append_to_list(headers.get_all(&X_FORWARDED_FOR), &peer),
-        _ => peer,
+    let forwarded_for = if seen.forwarded_for {
+        let list = append_to_list(headers.get_all(&X_FORWARDED_FOR), &peer);
+        headers.remove(&X_FORWARDED_FOR);
+        list
+    } else {
+        peer
     };
-    headers.insert(X_FORWARDED_FOR, forwarded_for);
-
-    if !(rw.trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
-        let proto = if rw.tls { "https" } else { "http" };
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    }
-
+    // A trusted proxy's own `X-Forwarded-Proto` and `-Host` stay as it sent them.
+    let forwarded_proto = (!seen.forwarded_proto)
+        .then(|| HeaderValue::from_static(if rw.tls { "https" } else { "http" }));
     let client_host = client_host.or_else(|| {
         rw.uri_authority
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    if !(rw.trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) {
-        match &client_host {
-            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
-            None => headers.remove(&X_FORWARDED_HOST),
-        };
-    }
+    let forwarded_host = if seen.forwarded_host {
+        None
+    } else {
+        client_host.clone()
+    };
     let host = match client_host {
         Some(host) if rw.preserve_host => host,
         _ => rw.upstream_host.clone(),
     };
-    headers.insert(header::HOST, host);
 
-    headers.insert(X_PORTCULLIS_DECISION_ID, uuid_header_value(rw.decision_id));
-    if let Some(identity) = rw.identity {
-        set_claim_headers(headers, identity, rw.claim_headers);
+    let mut identity = Vec::new();
+    if let Some(who) = rw.identity {
+        identity = claim_headers(who, rw.claim_headers);
         if let Some(assertion) = rw.assertion {
-            headers.insert(X_PORTCULLIS_JWT_ASSERTION, assertion.clone());
+            identity.push((X_PORTCULLIS_JWT_ASSERTION, assertion.clone()));
         }
         if let Some(token) = rw.access_token {
-            headers.insert(header::AUTHORIZATION, token.clone());
+            identity.push((header::AUTHORIZATION, token.clone()));
         }
+    }
+    Added {
+        host: Some(host),
+        real_ip: Some(real_ip),
+        forwarded_for: Some(forwarded_for),
+        forwarded_proto,
+        forwarded_host,
+        decision_id: Some(uuid_header_value(rw.decision_id)),
+        identity,
     }
 }
 
-fn set_claim_headers(headers: &mut HeaderMap, identity: &Identity, wanted: &[ClaimHeader]) {
+/// Which of the names [`rewrite_request`] acts on a request carries.
+#[derive(Default)]
+struct Seen {
+    expect: bool,
+    authorization: bool,
+    forwarded: bool,
+    real_ip: bool,
+    /// The next three only from a trusted peer (from others they are spoofed).
+    forwarded_for: bool,
+    forwarded_proto: bool,
+    forwarded_host: bool,
+}
+
+fn claim_headers(identity: &Identity, wanted: &[ClaimHeader]) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::with_capacity(wanted.len() + 2);
     for claim in wanted {
         let (name, value) = match claim {
             ClaimHeader::User => (X_PORTCULLIS_USER, claim_value(&identity.subject)),
@@ -226,10 +303,14 @@ fn set_claim_headers(headers: &mut HeaderMap, identity: &Identity, wanted: &[Cla
         };
         // A value that is not a valid header value (control characters) is skipped rather
         // than mangled: the signed assertion still carries the claim.
-        if let Some(value) = value {
-            headers.insert(name, value);
+        // Each claim header once, whatever the route lists.
+        if let Some(value) = value
+            && !out.iter().any(|(seen, _)| *seen == name)
+        {
+            out.push((name, value));
         }
     }
+    out
 }
 
 /// Claims may be UTF-8 (sent as obs-text bytes); control characters make them invalid.

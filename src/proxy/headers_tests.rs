@@ -35,6 +35,7 @@ struct Opts {
     authority: Option<Authority>,
     identity: Option<Identity>,
     claims: Vec<ClaimHeader>,
+    access_token: Option<HeaderValue>,
 }
 
 fn opts() -> Opts {
@@ -47,10 +48,18 @@ fn opts() -> Opts {
         authority: None,
         identity: None,
         claims: vec![],
+        access_token: None,
     }
 }
 
 fn rewrite(pairs: &[(&str, &str)], o: &Opts) -> HeaderMap {
+    let (mut h, added) = rewrite_split(pairs, o);
+    added.apply(&mut h);
+    h
+}
+
+/// The client's fields as left in the map, and what portcullis adds.
+fn rewrite_split(pairs: &[(&str, &str)], o: &Opts) -> (HeaderMap, Added) {
     let mut h = map(pairs);
     let client_host = h.get(header::HOST).cloned();
     hop::strip_request(&mut h);
@@ -67,11 +76,11 @@ fn rewrite(pairs: &[(&str, &str)], o: &Opts) -> HeaderMap {
         decision_id: DECISION,
         identity: o.identity.as_ref(),
         assertion: None,
-        access_token: None,
+        access_token: o.access_token.as_ref(),
         claim_headers: &o.claims,
     };
-    rewrite_request(&mut h, client_host, &rw);
-    h
+    let added = rewrite_request(&mut h, client_host, &rw);
+    (h, added)
 }
 
 fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -353,7 +362,7 @@ fn ipv6_peer_is_written_plainly() {
         access_token: None,
         claim_headers: &[],
     };
-    rewrite_request(&mut h, None, &rw);
+    rewrite_request(&mut h, None, &rw).apply(&mut h);
     assert_eq!(get(&h, "x-forwarded-for"), Some("2001:db8::1"));
 }
 
@@ -517,5 +526,82 @@ fn forwarding_claims_need_a_trusted_peer() {
             Some(*value),
             "{name} dropped from a trusted proxy"
         );
+    }
+}
+
+/// The own HTTP/1 client writes portcullis's fields beside the client's instead of inserting
+/// them: the upstream must see exactly the fields an insert would have left, in every case
+/// the rewrite distinguishes.
+#[test]
+fn the_own_clients_request_head_carries_exactly_the_rewritten_fields() {
+    let spoofing = [
+        ("host", "app.example"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-real-ip", "6.6.6.6"),
+        ("x-portcullis-user", "admin"),
+        ("authorization", "Bearer client"),
+        ("forwarded", "for=6.6.6.6"),
+        ("expect", "100-continue"),
+        ("accept", "*/*"),
+        ("cookie", "a=b"),
+    ];
+    let trusted = Opts {
+        trusted: true,
+        client_ip: "198.51.100.2".parse().unwrap(),
+        ..opts()
+    };
+    let passing = Opts {
+        pass_authorization: true,
+        preserve_host: true,
+        tls: true,
+        ..opts()
+    };
+    let signed_in = Opts {
+        identity: Some(alice()),
+        claims: vec![ClaimHeader::User, ClaimHeader::Email, ClaimHeader::User],
+        access_token: Some(HeaderValue::from_static("Bearer route-token")),
+        pass_authorization: true,
+        ..opts()
+    };
+    let cases: [(&[(&str, &str)], &Opts); 6] = [
+        (&spoofing, &opts()),
+        (&spoofing, &trusted),
+        (&spoofing, &passing),
+        (&spoofing, &signed_in),
+        (&[("accept", "*/*")], &trusted),
+        (&[], &passing),
+    ];
+    for (i, (pairs, o)) in cases.into_iter().enumerate() {
+        let (h, added) = rewrite_split(pairs, o);
+        let method = http::Method::GET;
+        let head = crate::proxy::h1::encode(&crate::proxy::h1::Outgoing {
+            method: &method,
+            target: crate::proxy::target::Target::whole("/"),
+            headers: &h,
+            added: &added,
+        });
+        let head = String::from_utf8(head).unwrap();
+        let mut written: Vec<(String, String)> = head
+            .trim_end()
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let (name, value) = line.split_once(": ").unwrap();
+                (name.to_owned(), value.to_owned())
+            })
+            .collect();
+        assert!(
+            head.lines().nth(1).unwrap().starts_with("host: "),
+            "case {i}: {head}"
+        );
+        let mut inserted: Vec<(String, String)> = rewrite(pairs, o)
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect();
+        written.sort();
+        inserted.sort();
+        assert_eq!(written, inserted, "case {i}");
     }
 }

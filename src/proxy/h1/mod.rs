@@ -22,11 +22,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Response};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::headers::Added;
 use super::target::Target;
 
 mod body;
@@ -174,7 +176,10 @@ pub(crate) struct Pool {
 pub(crate) struct Outgoing<'a> {
     pub(crate) method: &'a Method,
     pub(crate) target: Target<'a>,
+    /// The client's fields, after rewriting.
     pub(crate) headers: &'a HeaderMap,
+    /// What portcullis sets: written after the client's fields, its `Host` in place of theirs.
+    pub(crate) added: &'a Added,
 }
 
 impl Pool {
@@ -299,28 +304,40 @@ fn respond(conn: Conn, parsed: head::Head, slot: &Arc<Slot>) -> Response<Respons
     response
 }
 
-/// The request head: request line, the headers as given, the blank line. Header names and
-/// values come from `http` types, which cannot hold CR or LF.
-fn encode(req: &Outgoing<'_>) -> Vec<u8> {
-    let size = req
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + req.method.as_str().len()
-        + req.target.len()
-        + 16;
+/// The request head: request line, `Host`, the client's fields, portcullis's, the blank
+/// line. Header names and values come from `http` types, which cannot hold CR or LF.
+pub(super) fn encode(req: &Outgoing<'_>) -> Vec<u8> {
+    let replaces_host = req.added.host.is_some();
+    let mut size = req.method.as_str().len() + req.target.len() + 16;
+    let mut field_size = |name: &HeaderName, value: &HeaderValue| {
+        size += name.as_str().len() + value.len() + 4;
+    };
+    req.headers.iter().for_each(|(n, v)| field_size(n, v));
+    req.added.for_each(field_size);
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     req.target.write(&mut out);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in req.headers {
+    let mut field = |name: &HeaderName, value: &HeaderValue| {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    };
+    if let Some(host) = &req.added.host {
+        field(&header::HOST, host);
     }
+    for (name, value) in req.headers {
+        if !(replaces_host && name == header::HOST) {
+            field(name, value);
+        }
+    }
+    req.added.for_each(|name, value| {
+        if name != header::HOST {
+            field(name, value);
+        }
+    });
     out.extend_from_slice(b"\r\n");
     out
 }

@@ -88,6 +88,7 @@ async fn get(
                 method: &method,
                 target: Target::whole(target),
                 headers: &h,
+                added: &Added::default(),
             },
         )
         .await
@@ -338,6 +339,7 @@ async fn connect_failures_are_told_apart() {
                 method: &Method::GET,
                 target: Target::whole("/"),
                 headers: &h,
+                added: &Added::default(),
             },
         )
         .await
@@ -356,6 +358,7 @@ async fn a_target_that_could_break_the_request_line_is_refused() {
                     method: &Method::GET,
                     target: Target::whole(target),
                     headers: &h,
+                    added: &Added::default(),
                 },
             )
             .await
