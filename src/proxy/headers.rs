@@ -144,15 +144,24 @@ pub(crate) struct Added {
 impl Added {
     /// Calls `f` with each field, `Host` first.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&HeaderName, &HeaderValue)) {
-        let fixed = [
-            (header::HOST, &self.host),
-            (X_REAL_IP, &self.real_ip),
-            (X_FORWARDED_FOR, &self.forwarded_for),
-            (X_FORWARDED_PROTO, &self.forwarded_proto),
-            (X_FORWARDED_HOST, &self.forwarded_host),
-            (X_PORTCULLIS_DECISION_ID, &self.decision_id),
+        // Statics: a reference to a `const` name is a temporary dropped after each use.
+        static NAMES: [HeaderName; 6] = [
+            header::HOST,
+            X_REAL_IP,
+            X_FORWARDED_FOR,
+            X_FORWARDED_PROTO,
+            X_FORWARDED_HOST,
+            X_PORTCULLIS_DECISION_ID,
         ];
-        for (name, value) in &fixed {
+        let values = [
+            &self.host,
+            &self.real_ip,
+            &self.forwarded_for,
+            &self.forwarded_proto,
+            &self.forwarded_host,
+            &self.decision_id,
+        ];
+        for (name, value) in NAMES.iter().zip(values) {
             if let Some(value) = value {
                 f(name, value);
             }

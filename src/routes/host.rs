@@ -113,6 +113,10 @@ pub fn host_of(value: &str) -> Option<Cow<'_, str>> {
         return None;
     }
     let name = name.strip_suffix('.').unwrap_or(name);
+    // Nearly every request names its host in lower case: one cheap pass settles it.
+    if is_lowercase_name(name.as_bytes()) {
+        return Some(Cow::Borrowed(name));
+    }
     if name_problem(name).is_some() {
         return None;
     }
@@ -224,10 +228,38 @@ fn is_port_suffix(rest: &str) -> bool {
 
 /// RFC 3986 allows an empty port; otherwise up to five digits that fit in 16 bits.
 fn is_port(port: &str) -> bool {
-    port.is_empty()
-        || (port.len() <= 5
-            && port.bytes().all(|b| b.is_ascii_digit())
-            && port.parse::<u16>().is_ok())
+    port.len() <= 5
+        && port
+            .bytes()
+            .try_fold(0u32, |n, b| {
+                b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+            })
+            .is_some_and(|n| n <= u32::from(u16::MAX))
+}
+
+/// Whether `name` is a DNS name or IPv4 literal we accept, written in lower case: what
+/// [`name_problem`] accepts, minus upper case, in one pass over the bytes.
+fn is_lowercase_name(name: &[u8]) -> bool {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return false;
+    }
+    let mut label = 0;
+    for &b in name {
+        if b == b'.' {
+            if label == 0 {
+                return false;
+            }
+            label = 0;
+        } else if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' {
+            label += 1;
+            if label > MAX_LABEL {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    label > 0
 }
 
 /// Why `name` is not a DNS name or IPv4 literal we accept, if it is not. One pass and no
@@ -426,6 +458,45 @@ mod tests {
             "app.corp.example/x",
         ] {
             assert_eq!(host_of(input), None, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn the_lower_case_fast_path_accepts_exactly_what_the_full_check_accepts() {
+        let label63 = "a".repeat(63);
+        let names = [
+            "a".to_owned(),
+            "app.corp.example".into(),
+            "127.0.0.1".into(),
+            "a-1.b2".into(),
+            "-a.b".into(),
+            format!("{label63}.b"),
+            format!("{label63}a.b"),
+            format!("{}a", "a.".repeat(126)),
+            format!("{}ab", "a.".repeat(126)),
+            "App.corp.example".into(),
+            "a..b".into(),
+            ".a".into(),
+            "a.".into(),
+            "".into(),
+            "a_b".into(),
+            "*.a".into(),
+            "caf\u{e9}".into(),
+        ];
+        for name in &names {
+            let full =
+                name_problem(name).is_none() && !name.bytes().any(|b| b.is_ascii_uppercase());
+            assert_eq!(is_lowercase_name(name.as_bytes()), full, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn ports_are_up_to_five_digits_within_16_bits() {
+        for port in ["", "0", "8080", "65535", "00080"] {
+            assert!(is_port(port), "{port:?}");
+        }
+        for port in ["65536", "99999", "123456", "+80", "8o", " 80", "-1"] {
+            assert!(!is_port(port), "{port:?}");
         }
     }
 

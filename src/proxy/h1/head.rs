@@ -153,9 +153,22 @@ fn field_name(bytes: &[u8]) -> Result<HeaderName, HeadError> {
         _ => None,
     };
     match common {
-        Some(name) if bytes.eq_ignore_ascii_case(name.as_str().as_bytes()) => Ok(name),
+        Some(name) if token_eq_lowercase(bytes, name.as_str().as_bytes()) => Ok(name),
         _ => HeaderName::from_bytes(bytes).map_err(|_| HeadError::BadField),
     }
+}
+
+/// Whether the token `bytes` (a field name httparse accepted) is `lower` (lower-case letters
+/// and `-`) in any case. Setting bit 5 folds case; among token characters only the letters'
+/// cases and `-` itself land on a letter or `-`, so the fold is exact here, and without an
+/// early exit it compiles to a few wide compares instead of a loop.
+fn token_eq_lowercase(bytes: &[u8], lower: &[u8]) -> bool {
+    bytes.len() == lower.len()
+        && bytes
+            .iter()
+            .zip(lower)
+            .fold(0u8, |diff, (b, l)| diff | ((b | 0x20) ^ l))
+            == 0
 }
 
 /// Which framing fields a head carries, noted while its fields are read, so a head without

@@ -307,14 +307,8 @@ fn respond(conn: Conn, parsed: head::Head, slot: &Arc<Slot>) -> Response<Respons
 /// The request head: request line, `Host`, the client's fields, portcullis's, the blank
 /// line. Header names and values come from `http` types, which cannot hold CR or LF.
 pub(super) fn encode(req: &Outgoing<'_>) -> Vec<u8> {
-    let replaces_host = req.added.host.is_some();
-    let mut size = req.method.as_str().len() + req.target.len() + 16;
-    let mut field_size = |name: &HeaderName, value: &HeaderValue| {
-        size += name.as_str().len() + value.len() + 4;
-    };
-    req.headers.iter().for_each(|(n, v)| field_size(n, v));
-    req.added.for_each(field_size);
-    let mut out = Vec::with_capacity(size);
+    // Room for a typical head; a larger one grows the buffer once or twice.
+    let mut out = Vec::with_capacity(512 + req.target.len() + 64 * req.headers.len());
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     req.target.write(&mut out);
@@ -325,6 +319,8 @@ pub(super) fn encode(req: &Outgoing<'_>) -> Vec<u8> {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     };
+    // `Host` first (RFC 9112 section 3.2 asks that of clients), in place of the client's.
+    let replaces_host = req.added.host.is_some();
     if let Some(host) = &req.added.host {
         field(&header::HOST, host);
     }
