@@ -20,6 +20,8 @@ pub enum PathError {
     Semicolon,
     #[error("invalid percent-encoding in path")]
     BadEncoding,
+    #[error("overlong UTF-8 encoding in path")]
+    OverlongUtf8,
 }
 
 /// Normalizes a request path (no query): refuses encoded `/`, raw or encoded `\`, NUL and
@@ -56,6 +58,9 @@ fn scan(bytes: &[u8]) -> Result<bool, PathError> {
             b'%' => {
                 let (hi, lo) = escape_digits(bytes, i)?;
                 let decoded = refuse_decoded((hex_value(hi) << 4) | hex_value(lo))?;
+                if decoded >= 0xC0 {
+                    refuse_overlong(bytes, i, decoded)?;
+                }
                 rewrite |=
                     is_unreserved(decoded) || hi.is_ascii_lowercase() || lo.is_ascii_lowercase();
                 i += 3;
@@ -113,6 +118,32 @@ fn refuse_decoded(b: u8) -> Result<u8, PathError> {
         b'\\' => Err(PathError::Backslash),
         b';' => Err(PathError::Semicolon),
         _ => refuse_raw(b).map(|()| b),
+    }
+}
+
+/// Refuses an overlong UTF-8 sequence starting with the escape at `at` (which decoded to
+/// `lead`): `%C0%AE` is a `.` and `%C0%AF` a `/` to a decoder that does not check for them
+/// (old IIS, Tomcat and JVM decoders did not), so `/app/%C0%AE%C0%AE/admin` would pass the
+/// policy as a path under `/app/` and reach `/admin` upstream. Valid UTF-8 never holds these
+/// (RFC 3629 section 3); a lone `%C0` (Latin-1 `À`) still passes.
+fn refuse_overlong(bytes: &[u8], at: usize, lead: u8) -> Result<(), PathError> {
+    let continuation = |at: usize| match (bytes.get(at), escape_digits(bytes, at)) {
+        (Some(b'%'), Ok((hi, lo))) => Some((hex_value(hi) << 4) | hex_value(lo)),
+        _ => None,
+    };
+    let Some(next) = continuation(at + 3) else {
+        return Ok(());
+    };
+    let overlong = match lead {
+        0xC0 | 0xC1 => (0x80..=0xBF).contains(&next),
+        0xE0 => (0x80..=0x9F).contains(&next),
+        0xF0 => (0x80..=0x8F).contains(&next),
+        _ => false,
+    };
+    if overlong {
+        Err(PathError::OverlongUtf8)
+    } else {
+        Ok(())
     }
 }
 
@@ -320,6 +351,32 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(norm(input), Err(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn overlong_utf8_is_refused_and_valid_or_latin1_escapes_pass() {
+        for p in [
+            "/app/%C0%AE%C0%AE/admin",
+            "/app/%c0%ae%c0%ae/admin",
+            "/a%C0%AFb",
+            "/%C1%9C",
+            "/%E0%80%AE%E0%80%AE/x",
+            "/%F0%80%80%AE",
+        ] {
+            assert_eq!(norm(p), Err(PathError::OverlongUtf8), "{p}");
+        }
+        for p in [
+            "/caf%C3%A9",
+            "/%E2%82%AC",
+            "/%F0%9F%98%80",
+            "/%E0%A4%85",
+            "/caf%E9",
+            "/%C0",
+            "/%C0x",
+            "/%C0%41",
+        ] {
+            assert!(norm(p).is_ok(), "{p}");
         }
     }
 

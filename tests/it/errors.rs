@@ -16,6 +16,8 @@ async fn refused_paths_get_400_and_reach_no_upstream() {
         "/a%00",
         "/a;jsessionid=1",
         "/%zz",
+        "/app/%C0%AE%C0%AE/admin",
+        "/%E0%80%AF",
     ] {
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: gate.test\r\nConnection: close\r\n\r\n");
