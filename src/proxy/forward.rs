@@ -247,6 +247,15 @@ fn response_head(route: &RouteProxy, parts: &mut http::response::Parts, switchin
             &cfg.path,
             cfg.strip_prefix,
         );
+        // A pass over the few names of a response costs less than a lookup.
+        if parts.headers.keys().any(|name| name == header::REFRESH) {
+            redirect::rewrite_refresh(
+                &mut parts.headers,
+                &route.upstreams,
+                &cfg.path,
+                cfg.strip_prefix,
+            );
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! reach and tells it how the inside is laid out. Such a `Location` becomes the path the
 //! client would use for the same resource (nginx's `proxy_redirect default`): the
 //! upstream's base path comes off, the route prefix goes back on with `strip_prefix`. Any
-//! other `Location` (relative, or naming another host) passes unchanged.
+//! other `Location` (relative, or naming another host) passes unchanged. The URL in a
+//! `Refresh` field gets the same treatment.
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{StatusCode, uri::Scheme};
@@ -27,26 +28,82 @@ pub(crate) fn rewrite_location(
     let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
         return;
     };
-    let Some(rest) = (0..upstreams.len()).find_map(|i| {
+    let Some(path) = client_path(location, upstreams, route_prefix, strip_prefix) else {
+        return;
+    };
+    if let Ok(value) = HeaderValue::from_str(&path) {
+        headers.insert(header::LOCATION, value);
+    }
+}
+
+/// Rewrites the URL of a `Refresh: <seconds>; url=<URL>` field (any status: browsers follow
+/// it on a 200 page) when it names one of `upstreams`, as [`rewrite_location`] does for
+/// `Location` and as nginx's `proxy_redirect` does for both. Call only when the head has a
+/// `Refresh` field; other forms pass unchanged.
+pub(crate) fn rewrite_refresh(
+    headers: &mut HeaderMap,
+    upstreams: &UpstreamSet,
+    route_prefix: &str,
+    strip_prefix: bool,
+) {
+    let Some(refresh) = headers.get(header::REFRESH).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let Some((delay, url)) = refresh_url(refresh) else {
+        return;
+    };
+    let Some(path) = client_path(url, upstreams, route_prefix, strip_prefix) else {
+        return;
+    };
+    if let Ok(value) = HeaderValue::from_str(&format!("{delay}; url={path}")) {
+        headers.insert(header::REFRESH, value);
+    }
+}
+
+/// The delay and URL of a `Refresh` value (`5; url=/x`, `0;URL='/x'`, `3, url=/x`), as
+/// browsers read it (HTML's "shared declarative refresh steps").
+fn refresh_url(value: &str) -> Option<(&str, &str)> {
+    let (delay, rest) = value.split_once([';', ','])?;
+    let rest = rest.trim_start();
+    let name = rest.get(..3)?;
+    if !name.eq_ignore_ascii_case("url") {
+        return None;
+    }
+    let url = rest[3..].trim_start().strip_prefix('=')?.trim();
+    let url = match url.as_bytes().first() {
+        Some(&quote @ (b'\'' | b'"')) => {
+            let inner = &url[1..];
+            inner.strip_suffix(char::from(quote)).unwrap_or(inner)
+        }
+        _ => url,
+    };
+    Some((delay.trim(), url))
+}
+
+/// The path a client uses for `url` when it names one of `upstreams`: the upstream's base
+/// path off, the route prefix back on with `strip_prefix`. `None` for any other URL.
+fn client_path(
+    url: &str,
+    upstreams: &UpstreamSet,
+    route_prefix: &str,
+    strip_prefix: bool,
+) -> Option<String> {
+    let rest = (0..upstreams.len()).find_map(|i| {
         let upstream = upstreams.get(i);
         after_upstream(
-            location,
+            url,
             &upstream.scheme,
             upstream.authority.as_str(),
             &upstream.base_path,
         )
-    }) else {
-        return;
-    };
+    })?;
     let prefix = if strip_prefix {
         route_prefix.trim_end_matches('/')
     } else {
         ""
     };
     let path = if rest.starts_with('/') { "" } else { "/" };
-    if let Ok(value) = HeaderValue::from_str(&format!("{prefix}{path}{rest}")) {
-        headers.insert(header::LOCATION, value);
-    }
+    Some(format!("{prefix}{path}{rest}"))
 }
 
 /// What follows `scheme://authority` + `base_path` in `location`, when it starts with them
@@ -152,6 +209,38 @@ mod tests {
         let ok = "http://10.0.0.5:8080/x";
         assert_eq!(rewritten(200, ok, &plain, "/", false), ok);
         assert_eq!(rewritten(201, ok, &plain, "/", false), "/x");
+    }
+
+    fn refreshed(value: &str, set: &UpstreamSet, prefix: &str, strip: bool) -> String {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::REFRESH, HeaderValue::from_str(value).unwrap());
+        rewrite_refresh(&mut headers, set, prefix, strip);
+        headers[header::REFRESH].to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_refresh_naming_the_upstream_sends_the_client_to_its_path() {
+        let set = upstreams(&["http://10.0.0.5:8080/base"]);
+        let cases = [
+            (
+                "0; url=http://10.0.0.5:8080/base/x?y=1",
+                "0; url=/app/x?y=1",
+            ),
+            ("5;URL='http://10.0.0.5:8080/base/x'", "5; url=/app/x"),
+            ("3, url = \"http://10.0.0.5:8080/base\"", "3; url=/app/"),
+        ];
+        for (value, want) in cases {
+            assert_eq!(refreshed(value, &set, "/app/", true), want, "{value}");
+        }
+        // Another host, a relative URL, no URL at all, not a url= parameter: unchanged.
+        for value in [
+            "0; url=http://10.0.0.6:8080/base/x",
+            "0; url=/elsewhere",
+            "30",
+            "0; urlx=http://10.0.0.5:8080/base/x",
+        ] {
+            assert_eq!(refreshed(value, &set, "/app/", true), value);
+        }
     }
 
     #[test]

@@ -314,7 +314,8 @@ async fn a_method_in_lowercase_is_refused_so_no_framework_can_uppercase_it_past_
     proxy.shutdown().await;
 }
 
-/// Redirects to `/login` as many frameworks do: an absolute URL built from the Host it got.
+/// Redirects to `/login` as many frameworks do: an absolute URL built from the Host it got,
+/// in `Location` and in a `Refresh` field.
 async fn redirecting_upstream() -> String {
     upstream(|req| async move {
         let host = req.headers()["host"].to_str().unwrap().to_owned();
@@ -322,6 +323,10 @@ async fn redirecting_upstream() -> String {
         response.headers_mut().insert(
             "location",
             http::HeaderValue::from_str(&format!("http://{host}/login?next=%2Fa")).unwrap(),
+        );
+        response.headers_mut().insert(
+            "refresh",
+            http::HeaderValue::from_str(&format!("0; url=http://{host}/login")).unwrap(),
         );
         response
     })
@@ -357,11 +362,14 @@ async fn redirects_to_the_upstreams_own_address_become_the_clients_path() {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 302);
         assert_eq!(response.headers()["location"], "/app/login?next=%2Fa");
+        assert_eq!(response.headers()["refresh"], "0; url=/app/login");
     }
     // Opted out: the upstream's own address, as it wrote it.
     let response = no_follow.get(proxy.url("/raw/x")).send().await.unwrap();
     let upstream_login = format!("{up}/login?next=%2Fa");
     assert_eq!(response.headers()["location"], upstream_login.as_str());
+    let upstream_refresh = format!("0; url={up}/login");
+    assert_eq!(response.headers()["refresh"], upstream_refresh.as_str());
     proxy.shutdown().await;
 }
 
