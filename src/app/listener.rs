@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::balance::{Balance, Handoff};
-use super::http1;
+use super::{http1, window_stall};
 use crate::admin::names;
 use crate::send_timeout::SendTimeout;
 
@@ -390,10 +390,17 @@ impl Connection {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let router = self.router;
+        let send_timeout = self.limits.send_timeout;
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let current = router.load_full();
+            // HTTP/2 flow control can stall a response without blocking any write.
+            let h2 = req.version() == http::Version::HTTP_2;
             async move {
                 let response = Box::pin(dispatch(&current, info, req.map(Body::new))).await;
+                let response = match h2 {
+                    true => response.map(|body| window_stall::watch(body, send_timeout)),
+                    false => response,
+                };
                 Ok::<_, Infallible>(response)
             }
         });

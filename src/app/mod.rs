@@ -17,6 +17,7 @@ mod reload;
 mod service_endpoints;
 pub(crate) mod templates;
 mod tls;
+mod window_stall;
 mod workers;
 
 pub use listener::{ConnInfo, ConnLimits, SharedRouter};

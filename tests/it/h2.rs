@@ -150,3 +150,50 @@ async fn an_upstreams_204_with_a_length_reaches_an_h2_client() {
     }
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_h2_client_that_grants_no_window_does_not_hold_the_upstream() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    let released = Arc::new(AtomicBool::new(false));
+    let up = large_body_upstream(Some(released.clone())).await;
+    let config = format!(
+        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"off\"\nsend_timeout = \"1s\"\nshutdown_grace = \"1s\"\n{}",
+        public_route("app", "/", &[up], "")
+    );
+    let proxy = start_proxy(&config).await;
+    // The smallest windows HTTP/2 allows, never released: the response head arrives, and
+    // 64 KiB of body, then no window for the rest. The connection stays up (pings answered).
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .http2_adaptive_window(false)
+        .http2_initial_stream_window_size(65_535)
+        .http2_initial_connection_window_size(65_535)
+        .build()
+        .unwrap();
+    let response = client.get(proxy.url("/big")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !released.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream response was still held 10 s after send_timeout (1 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(response);
+    // A client that reads gets everything.
+    let body = h2c_client()
+        .get(proxy.url("/big"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), LARGE_CHUNK * LARGE_CHUNKS);
+    proxy.shutdown().await;
+}

@@ -152,22 +152,7 @@ async fn a_malformed_or_stalled_request_body_is_the_clients_error_not_the_upstre
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off() {
-    use futures_util::StreamExt;
-    use http_body_util::{BodyExt, StreamBody};
-    // 64 MiB: far more than the socket buffers on both sides hold.
-    const CHUNK: usize = 64 * 1024;
-    const CHUNKS: usize = 1024;
-    let up = upstream(|_| async {
-        let chunk = bytes::Bytes::from(vec![b'd'; CHUNK]);
-        let stream = futures_util::stream::iter(0..CHUNKS)
-            .map(move |_| Ok::<_, std::io::Error>(hyper::body::Frame::data(chunk.clone())));
-        let mut response = hyper::Response::new(BodyExt::boxed(StreamBody::new(stream)));
-        response
-            .headers_mut()
-            .insert("content-length", (CHUNK * CHUNKS).into());
-        response
-    })
-    .await;
+    let up = large_body_upstream(None).await;
     let config = format!(
         "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"off\"\nsend_timeout = \"1s\"\n{}",
         public_route("app", "/", &[up], "")
@@ -185,7 +170,7 @@ async fn a_client_that_stops_reading_is_cut_off() {
     let read = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut out)).await;
     assert!(read.is_ok(), "the connection was still open after 10s");
     assert!(
-        out.len() < CHUNK * CHUNKS,
+        out.len() < LARGE_CHUNK * LARGE_CHUNKS,
         "the whole response waited for a client that stopped reading"
     );
     // A client that reads gets everything, however long it takes overall.
@@ -196,7 +181,7 @@ async fn a_client_that_stops_reading_is_cut_off() {
         .unwrap();
     let mut out = Vec::new();
     steady.read_to_end(&mut out).await.unwrap();
-    assert!(out.len() > CHUNK * CHUNKS, "{}", out.len());
+    assert!(out.len() > LARGE_CHUNK * LARGE_CHUNKS, "{}", out.len());
     proxy.shutdown().await;
 }
 

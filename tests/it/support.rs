@@ -100,6 +100,47 @@ pub async fn echo_upstream() -> String {
     format!("http://{addr}")
 }
 
+/// Size of each chunk [`large_body_upstream`] sends.
+pub const LARGE_CHUNK: usize = 64 * 1024;
+/// Chunks [`large_body_upstream`] sends: 64 MiB in all, far more than the socket buffers
+/// between any two of the test's parties hold.
+pub const LARGE_CHUNKS: usize = 1024;
+
+/// An upstream answering every request with a 64 MiB body (with its `Content-Length`),
+/// streamed. `released`, when given, is set once a response body is dropped: finished, or
+/// given up because the proxy went away.
+pub async fn large_body_upstream(
+    released: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) -> String {
+    use futures_util::StreamExt;
+    use http_body_util::{BodyExt, StreamBody};
+    /// Sets its flag when dropped.
+    struct DropFlag(Option<std::sync::Arc<std::sync::atomic::AtomicBool>>);
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            if let Some(flag) = &self.0 {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+    upstream(move |_| {
+        let guard = DropFlag(released.clone());
+        async move {
+            let chunk = Bytes::from(vec![b'd'; LARGE_CHUNK]);
+            let stream = futures_util::stream::iter(0..LARGE_CHUNKS).map(move |_| {
+                let _held = &guard;
+                Ok::<_, std::io::Error>(hyper::body::Frame::data(chunk.clone()))
+            });
+            let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            response
+                .headers_mut()
+                .insert("content-length", (LARGE_CHUNK * LARGE_CHUNKS).into());
+            response
+        }
+    })
+    .await
+}
+
 /// An upstream served by `handler`; returns its base URL.
 pub async fn upstream<F, Fut>(handler: F) -> String
 where
