@@ -39,8 +39,9 @@ pub async fn forward_served(
     mut req: Request<Body>,
 ) -> Result<(Response<Body>, ServedBy), ProxyError> {
     let cfg = &*route.route;
+    let (declared, declares_body) = content_length_fields(req.headers());
     if let Some(max) = cfg.max_body
-        && declared_length(&req) > max
+        && declared.max(req.body().size_hint().lower()) > max
     {
         return Err(ProxyError::BodyTooLarge);
     }
@@ -86,7 +87,7 @@ pub async fn forward_served(
         ctx.path,
     );
     let query = parts.uri.query();
-    let body_empty = is_empty(&body) && !declares_body(&headers);
+    let body_empty = is_empty(&body) && !declares_body;
     // The common exchange (no body, no upgrade, plain http) takes portcullis's own client.
     let own_client = body_empty && client_upgrade.is_none() && parts.method != Method::CONNECT;
     let mut client_upgrade = client_upgrade;
@@ -236,7 +237,15 @@ fn own_response(route: &RouteProxy, response: Response<h1::ResponseBody>) -> Res
 /// out (`switching`: a 101 keeps its `Connection` and `Upgrade`), no length on a bodiless
 /// status, and the route's `rewrite_redirects`.
 fn response_head(route: &RouteProxy, parts: &mut http::response::Parts, switching: bool) {
-    hop::strip_response(&mut parts.headers, switching);
+    // One pass over the few names of a response costs less than a lookup per question.
+    let (mut hop_by_hop, mut refresh) = (false, false);
+    for name in parts.headers.keys() {
+        hop_by_hop |= hop::is_hop_by_hop(name);
+        refresh |= name == header::REFRESH;
+    }
+    if hop_by_hop {
+        hop::strip_response(&mut parts.headers, switching);
+    }
     hop::strip_bodiless_framing(parts.status, &mut parts.headers);
     let cfg = &*route.route;
     if cfg.rewrite_redirects {
@@ -247,8 +256,7 @@ fn response_head(route: &RouteProxy, parts: &mut http::response::Parts, switchin
             &cfg.path,
             cfg.strip_prefix,
         );
-        // A pass over the few names of a response costs less than a lookup.
-        if parts.headers.keys().any(|name| name == header::REFRESH) {
+        if refresh {
             redirect::rewrite_refresh(
                 &mut parts.headers,
                 &route.upstreams,
@@ -308,25 +316,24 @@ fn finish_response(
     Ok(Response::from_parts(parts, body))
 }
 
-/// The larger of `Content-Length` and the body's own lower bound (HTTP/2 bodies know their
-/// length without the header).
-fn declared_length(req: &Request<Body>) -> u64 {
-    let header_len = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    header_len.max(req.body().size_hint().lower())
-}
-
-/// Whether the headers announce a body (`Content-Length` other than 0): such a request never
-/// takes the bodiless path, whatever its body reports.
-fn declares_body(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(header::CONTENT_LENGTH)
-        .iter()
-        .any(|v| v.as_bytes().trim_ascii() != b"0")
+/// What the request's `Content-Length` fields say, in one lookup: the largest length among
+/// them (0 when none parses; HTTP/2 bodies know their length without the header), and
+/// whether any announces a body (anything but `0`). A request announcing a body never takes
+/// the bodiless path, whatever its body reports.
+fn content_length_fields(headers: &http::HeaderMap) -> (u64, bool) {
+    let mut largest = 0;
+    let mut announces = false;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let text = value.as_bytes().trim_ascii();
+        announces |= text != b"0";
+        if let Some(n) = std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            largest = largest.max(n);
+        }
+    }
+    (largest, announces)
 }
 
 fn is_empty(body: &Body) -> bool {

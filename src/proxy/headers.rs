@@ -136,47 +136,71 @@ pub(crate) struct Added {
     forwarded_for: Option<HeaderValue>,
     forwarded_proto: Option<HeaderValue>,
     forwarded_host: Option<HeaderValue>,
-    decision_id: Option<HeaderValue>,
+    /// Formatted where it is written: as a header value it would cost an allocation.
+    decision_id: Option<Uuid>,
     /// Claim headers, the assertion and the access token: empty for public routes.
     identity: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Added {
     /// Calls `f` with each field, `Host` first.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&HeaderName, &HeaderValue)) {
+    fn fields(&self, mut f: impl FnMut(&HeaderName, Value<'_>)) {
         // Statics: a reference to a `const` name is a temporary dropped after each use.
-        static NAMES: [HeaderName; 6] = [
+        static NAMES: [HeaderName; 5] = [
             header::HOST,
             X_REAL_IP,
             X_FORWARDED_FOR,
             X_FORWARDED_PROTO,
             X_FORWARDED_HOST,
-            X_PORTCULLIS_DECISION_ID,
         ];
+        static DECISION_ID: HeaderName = X_PORTCULLIS_DECISION_ID;
         let values = [
             &self.host,
             &self.real_ip,
             &self.forwarded_for,
             &self.forwarded_proto,
             &self.forwarded_host,
-            &self.decision_id,
         ];
         for (name, value) in NAMES.iter().zip(values) {
             if let Some(value) = value {
-                f(name, value);
+                f(name, Value::Header(value));
             }
         }
-        for (name, value) in &self.identity {
-            f(name, value);
+        if let Some(id) = self.decision_id {
+            f(&DECISION_ID, Value::Id(id));
         }
+        for (name, value) in &self.identity {
+            f(name, Value::Header(value));
+        }
+    }
+
+    /// Calls `f` with each field's name and value bytes, `Host` first.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&HeaderName, &[u8])) {
+        self.fields(|name, value| match value {
+            Value::Header(value) => f(name, value.as_bytes()),
+            Value::Id(id) => {
+                let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                f(name, id.hyphenated().encode_lower(&mut buf).as_bytes());
+            }
+        });
     }
 
     /// Inserts every field into `headers`, replacing any of the same name.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
-        self.for_each(|name, value| {
-            headers.insert(name, value.clone());
+        self.fields(|name, value| {
+            let value = match value {
+                Value::Header(value) => value.clone(),
+                Value::Id(id) => uuid_header_value(id),
+            };
+            headers.insert(name, value);
         });
     }
+}
+
+/// One of [`Added`]'s values.
+enum Value<'a> {
+    Header(&'a HeaderValue),
+    Id(Uuid),
 }
 
 /// Rewrites end-to-end request headers: removes in place what must not reach the upstream,
@@ -280,7 +304,7 @@ pub(crate) fn rewrite_request(
         forwarded_for: Some(forwarded_for),
         forwarded_proto,
         forwarded_host,
-        decision_id: Some(uuid_header_value(rw.decision_id)),
+        decision_id: Some(rw.decision_id),
         identity,
     }
 }

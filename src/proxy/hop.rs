@@ -68,9 +68,13 @@ fn remove_named(headers: &mut HeaderMap, named: Vec<HeaderName>) {
 /// the set, so headers it names only matter when this holds). Most messages carry none, and
 /// one pass over the names costs less than a hash lookup per hop-by-hop name.
 fn any_hop_by_hop(headers: &HeaderMap) -> bool {
-    headers
-        .keys()
-        .any(|name| HOP_BY_HOP.contains(name) || name == header::TE || name == header::UPGRADE)
+    headers.keys().any(is_hop_by_hop)
+}
+
+/// Whether `name` is hop-by-hop (see [`any_hop_by_hop`]), for callers that pass over the
+/// names anyway.
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::TE || name == header::UPGRADE
 }
 
 /// Removes hop-by-hop headers from a client request. Returns `websocket` when the client

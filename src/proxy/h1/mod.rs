@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderName};
 use http::{HeaderMap, Method, Response};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
@@ -313,20 +313,20 @@ pub(super) fn encode(req: &Outgoing<'_>) -> Vec<u8> {
     out.push(b' ');
     req.target.write(&mut out);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut field = |name: &HeaderName, value: &HeaderValue| {
+    let mut field = |name: &HeaderName, value: &[u8]| {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     };
     // `Host` first (RFC 9112 section 3.2 asks that of clients), in place of the client's.
     let replaces_host = req.added.host.is_some();
     if let Some(host) = &req.added.host {
-        field(&header::HOST, host);
+        field(&header::HOST, host.as_bytes());
     }
     for (name, value) in req.headers {
         if !(replaces_host && name == header::HOST) {
-            field(name, value);
+            field(name, value.as_bytes());
         }
     }
     req.added.for_each(|name, value| {
