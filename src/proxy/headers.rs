@@ -143,11 +143,11 @@ pub(crate) struct Added {
 }
 
 impl Added {
-    /// Calls `f` with each field, `Host` first.
+    /// Calls `f` with each field but `Host` (the callers place that one themselves: first
+    /// in the own client's head, in place of the client's in a map).
     fn fields(&self, mut f: impl FnMut(&HeaderName, Value<'_>)) {
         // Statics: a reference to a `const` name is a temporary dropped after each use.
-        static NAMES: [HeaderName; 5] = [
-            header::HOST,
+        static NAMES: [HeaderName; 4] = [
             X_REAL_IP,
             X_FORWARDED_FOR,
             X_FORWARDED_PROTO,
@@ -155,7 +155,6 @@ impl Added {
         ];
         static DECISION_ID: HeaderName = X_PORTCULLIS_DECISION_ID;
         let values = [
-            &self.host,
             &self.real_ip,
             &self.forwarded_for,
             &self.forwarded_proto,
@@ -174,7 +173,7 @@ impl Added {
         }
     }
 
-    /// Calls `f` with each field's name and value bytes, `Host` first.
+    /// Calls `f` with each field's name and value bytes, except `Host` ([`Added::host`]).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&HeaderName, &[u8])) {
         self.fields(|name, value| match value {
             Value::Header(value) => f(name, value.as_bytes()),
@@ -185,8 +184,11 @@ impl Added {
         });
     }
 
-    /// Inserts every field into `headers`, replacing any of the same name.
+    /// Inserts every field, `Host` included, into `headers`, replacing any of the same name.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        if let Some(host) = &self.host {
+            headers.insert(header::HOST, host.clone());
+        }
         self.fields(|name, value| {
             let value = match value {
                 Value::Header(value) => value.clone(),

@@ -57,7 +57,7 @@ fn scan(bytes: &[u8]) -> Result<bool, PathError> {
             }
             b'%' => {
                 let (hi, lo) = escape_digits(bytes, i)?;
-                let decoded = refuse_decoded((hex_value(hi) << 4) | hex_value(lo))?;
+                let decoded = refuse_decoded(escape_value(hi, lo))?;
                 if decoded >= 0xC0 {
                     refuse_overlong(bytes, i, decoded)?;
                 }
@@ -88,6 +88,11 @@ fn escape_digits(bytes: &[u8], at: usize) -> Result<(u8, u8), PathError> {
         (Some(&hi), Some(&lo)) if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => Ok((hi, lo)),
         _ => Err(PathError::BadEncoding),
     }
+}
+
+/// The byte an escape's two hex digits stand for.
+fn escape_value(hi: u8, lo: u8) -> u8 {
+    (hex_value(hi) << 4) | hex_value(lo)
 }
 
 fn hex_value(digit: u8) -> u8 {
@@ -128,7 +133,7 @@ fn refuse_decoded(b: u8) -> Result<u8, PathError> {
 /// (RFC 3629 section 3); a lone `%C0` (Latin-1 `À`) still passes.
 fn refuse_overlong(bytes: &[u8], at: usize, lead: u8) -> Result<(), PathError> {
     let continuation = |at: usize| match (bytes.get(at), escape_digits(bytes, at)) {
-        (Some(b'%'), Ok((hi, lo))) => Some((hex_value(hi) << 4) | hex_value(lo)),
+        (Some(b'%'), Ok((hi, lo))) => Some(escape_value(hi, lo)),
         _ => None,
     };
     let Some(next) = continuation(at + 3) else {
@@ -191,7 +196,7 @@ fn decode_unreserved(bytes: &[u8]) -> Result<Vec<u8>, PathError> {
             continue;
         }
         let (hi, lo) = escape_digits(bytes, i)?;
-        let value = (hex_value(hi) << 4) | hex_value(lo);
+        let value = escape_value(hi, lo);
         if is_unreserved(value) {
             out.push(value);
         } else {

@@ -329,11 +329,7 @@ pub(super) fn encode(req: &Outgoing<'_>) -> Vec<u8> {
             field(name, value.as_bytes());
         }
     }
-    req.added.for_each(|name, value| {
-        if name != header::HOST {
-            field(name, value);
-        }
-    });
+    req.added.for_each(field);
     out.extend_from_slice(b"\r\n");
     out
 }
