@@ -50,7 +50,11 @@ struct Shared {
 }
 
 impl Drop for Watched {
+    /// Releases the upstream body at once: the watchdog holds `Shared` while it sleeps
+    /// towards a deadline, which would otherwise keep the body (and its upstream connection)
+    /// until then.
     fn drop(&mut self) {
+        lock(&self.shared.state).body = None;
         self.shared.wake.notify_one();
     }
 }
@@ -179,6 +183,19 @@ mod tests {
         tokio::time::sleep(LIMIT * 3).await;
         assert!(tx.is_closed(), "the upstream body was still held");
         assert!(watched.frame().await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_response_releases_the_upstream_body_at_once() {
+        let (tx, body) = streaming();
+        let mut watched = watch(body, Duration::from_secs(60));
+        tx.send(Bytes::from_static(b"a")).await.unwrap();
+        watched.frame().await.unwrap().unwrap();
+        // Let the watchdog start its sleep towards the 60 s deadline.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(watched);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(tx.is_closed(), "the upstream body outlived its response");
     }
 
     #[tokio::test]
