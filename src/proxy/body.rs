@@ -54,10 +54,10 @@ pub(crate) struct GuardedBody<B> {
     idle: Duration,
     /// Created at the first wait only: bodies whose frames are always ready cost no timer.
     sleep: Option<Pin<Box<Sleep>>>,
-    /// When the current wait times out; the timer may be set earlier and is moved forward
-    /// lazily when it fires, instead of being reset on every frame.
-    deadline: Instant,
-    waiting: bool,
+    /// While the body waits: when the wait times out. The timer may be set earlier and is
+    /// moved forward lazily when it fires, instead of being reset on every frame. Read from
+    /// the clock only when a wait begins: bodies whose frames are always ready never read it.
+    deadline: Option<Instant>,
     /// An upload's progress, for the exchange that sends it (see [`Upload`]).
     upload: Option<Arc<UploadState>>,
 }
@@ -117,8 +117,7 @@ impl<B> GuardedBody<B> {
             remaining: limit,
             idle,
             sleep: None,
-            deadline: Instant::now(),
-            waiting: false,
+            deadline: None,
             upload: None,
         }
     }
@@ -157,11 +156,8 @@ impl<B> GuardedBody<B> {
         if self.idle.is_zero() {
             return Poll::Pending;
         }
-        if !self.waiting {
-            self.waiting = true;
-            self.deadline = Instant::now() + self.idle;
-        }
-        let deadline = self.deadline;
+        let idle = self.idle;
+        let deadline = *self.deadline.get_or_insert_with(|| Instant::now() + idle);
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -198,7 +194,7 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.waiting = false;
+                this.deadline = None;
                 this.note(false);
                 if let (Some(remaining), Some(data)) = (this.remaining.as_mut(), frame.data_ref()) {
                     let len = data.len() as u64;
@@ -216,7 +212,7 @@ where
                 Poll::Ready(Some(Err(BodyError::Inner(e.into()))))
             }
             Poll::Ready(None) => {
-                this.waiting = false;
+                this.deadline = None;
                 this.ended();
                 Poll::Ready(None)
             }
