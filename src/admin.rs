@@ -13,13 +13,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Metric names, in one place so dashboards and code agree.
 pub mod names {
     /// Counter: requests by `route`, `decision` and `status`.
     pub const REQUESTS: &str = "portcullis_requests_total";
-    /// Histogram (seconds): request latency by `route`.
+    /// Histogram (seconds): request latency by `route` (kept by [`crate::latency`]).
     pub const LATENCY: &str = "portcullis_request_duration_seconds";
     /// Counter: upstream failures by `route` and `kind` (connect, timeout, upstream, body).
     pub const UPSTREAM_ERRORS: &str = "portcullis_upstream_errors_total";
@@ -61,17 +61,12 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let buckets = [
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0,
-            ];
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(names::LATENCY.into()), &buckets)
-                .ok()?
-                .build_recorder();
+            // The latency histogram is not the recorder's: see `crate::latency`.
+            let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
-            // Histograms keep raw samples until upkeep folds them into buckets.
+            // Upkeep folds the raw samples of any histogram recorded through `metrics` into
+            // buckets (the request latency is kept by `crate::latency` instead).
             let upkeep = handle.clone();
             std::thread::Builder::new()
                 .name("metrics-upkeep".into())
@@ -109,7 +104,7 @@ async fn metrics() -> impl IntoResponse {
         Some(handle) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
+            handle.render() + &crate::latency::render(),
         ),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,

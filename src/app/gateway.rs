@@ -309,7 +309,7 @@ fn audit_unavailable(route_id: &str, id: Uuid, started: Instant, html: bool) -> 
 /// hashbrown's default (foldhash): the keys are our own route ids, and SipHash showed up in
 /// profiles of every request.
 struct RouteMetrics {
-    latency: metrics::Histogram,
+    latency: Arc<crate::latency::Shard>,
     requests: hashbrown::HashMap<(&'static str, u16), metrics::Counter>,
 }
 
@@ -319,7 +319,7 @@ thread_local! {
 }
 
 fn record(route_id: &str, decision: &'static str, status: StatusCode, started: Instant) {
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
     ROUTE_METRICS.with(|cache| {
         let mut cache = cache.borrow_mut();
         let route = match cache.get_mut(route_id) {
@@ -327,7 +327,7 @@ fn record(route_id: &str, decision: &'static str, status: StatusCode, started: I
             None => cache
                 .entry(route_id.into())
                 .or_insert_with(|| RouteMetrics {
-                    latency: metrics::histogram!(names::LATENCY, "route" => route_id.to_owned()),
+                    latency: crate::latency::shard(route_id),
                     requests: hashbrown::HashMap::new(),
                 }),
         };

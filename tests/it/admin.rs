@@ -35,7 +35,12 @@ async fn health_ready_and_metrics() {
     assert!(metrics.contains("portcullis_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"metered\""), "{metrics}");
     assert!(
-        metrics.contains("portcullis_request_duration_seconds_bucket"),
+        metrics
+            .contains("portcullis_request_duration_seconds_bucket{route=\"metered\",le=\"+Inf\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_request_duration_seconds_count{route=\"metered\"}"),
         "{metrics}"
     );
     assert!(metrics.contains("portcullis_open_connections"), "{metrics}");
