@@ -7,7 +7,10 @@
 # Usage: bench/instructions.sh [--nginx] [BINARY ...]
 #   (default binary: $CARGO_TARGET_DIR/release/portcullis)
 # Environment: DURATION (8s), CONNECTIONS (8), BENCH_CONFIG (bench/portcullis.toml),
-#   KEEP (a directory: each callgrind profile is copied there, for callgrind_annotate)
+#   KEEP (a directory: each callgrind profile is copied there, for callgrind_annotate),
+#   CACHE_SIM=1 (also simulate caches and branches: prints L1 instruction, L1 data and
+#   last-level misses and branch mispredictions per request; slower, and the misses vary
+#   ~10% between runs; user time follows them more than it follows instructions)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -48,7 +51,9 @@ count() {
     local name=$1 url=$2
     shift 2
     local out="$RUN_DIR/callgrind.$name"
-    (cd "$RUN_DIR" && RUST_LOG=warn exec valgrind --tool=callgrind --instr-atstart=no \
+    local sim=()
+    [[ ${CACHE_SIM:-0} == 1 ]] && sim=(--cache-sim=yes --branch-sim=yes)
+    (cd "$RUN_DIR" && RUST_LOG=warn exec valgrind --tool=callgrind "${sim[@]}" --instr-atstart=no \
         --callgrind-out-file="$out.%p" "$@") >"$RUN_DIR/$name.log" 2>&1 &
     local vg=$!
     wait_ready "$name" "$url" "" "$RUN_DIR/$name.log" 60
@@ -63,6 +68,13 @@ count() {
     file=$(ls -S "$out".* | head -n 1)
     total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
     printf '%-40s %10s requests %10d instructions/request\n' "$name" "$requests" $((total / requests))
+    if [[ ${CACHE_SIM:-0} == 1 ]]; then
+        # Totals line: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw Bc Bcm Bi Bim, each with a (%).
+        callgrind_annotate "$file" 2>/dev/null | awk -v n="$requests" '/PROGRAM TOTALS/ {
+            gsub(/\([^)]*\)/, ""); gsub(",", "")
+            printf "%-40s I1 miss %.0f  D1 miss %.0f  LL miss %.1f  branch mispredict %.0f  (per request)\n",
+                "", $4 / n, ($5 + $6) / n, ($7 + $8 + $9) / n, ($11 + $13) / n }'
+    fi
     if [[ -n ${KEEP:-} ]]; then
         mkdir -p "$KEEP"
         cp "$file" "$KEEP/callgrind.$name"
