@@ -228,6 +228,8 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<B
 /// Pinned behaviour 3: a browser navigation (GET/HEAD accepting HTML) on a route that takes
 /// session logins goes to the login page, with the original path and query as `rd`; anything
 /// else gets 401 with a Bearer challenge.
+// Off the proxied path: kept out of line so the hot code packs tighter.
+#[cold]
 fn login_or_unauthorized(
     state: &AppState,
     route: &RouteConfig,
@@ -272,6 +274,7 @@ fn request_host(req: &Request) -> Option<std::borrow::Cow<'_, str>> {
     routes::host_of(raw)
 }
 
+#[cold]
 fn upstream_failure(route_id: &str, id: Uuid, error: &ProxyError, html: bool) -> Response<Body> {
     let status = error.status();
     let kind = match error {
@@ -298,6 +301,7 @@ fn upstream_failure(route_id: &str, id: Uuid, error: &ProxyError, html: bool) ->
 }
 
 /// The audit trail cannot take the event: refuse rather than serve unrecorded.
+#[cold]
 fn audit_unavailable(route_id: &str, id: Uuid, started: Instant, html: bool) -> Response<Body> {
     tracing::warn!(request_id = %id, route = route_id, "audit trail full or failing: 503");
     record(route_id, "error", StatusCode::SERVICE_UNAVAILABLE, started);

@@ -102,6 +102,8 @@ pub fn error(status: StatusCode, message: &str, id: Uuid, retry: Option<&str>) -
 }
 
 /// The 403 page for a signed-in caller the policy denies (never a login redirect: that loops).
+// Off the proxied path: kept out of line so the hot code packs tighter.
+#[cold]
 pub fn deny(decision_id: Uuid, who: Option<&str>) -> Response<Body> {
     let mut response = page(
         StatusCode::FORBIDDEN,
