@@ -20,12 +20,13 @@ pub const BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// The bucket bounds in nanoseconds, for comparing without floating point.
-const BOUNDS_NANOS: [u64; 15] = {
-    let mut nanos = [0u64; 15];
+/// The bucket bounds in nanoseconds, for comparing without floating point (rounded: a
+/// bound like 0.0005 s is not exact in binary).
+const BOUNDS_NANOS: [u64; BUCKETS.len()] = {
+    let mut nanos = [0u64; BUCKETS.len()];
     let mut i = 0;
     while i < BUCKETS.len() {
-        nanos[i] = (BUCKETS[i] * 1e9) as u64;
+        nanos[i] = (BUCKETS[i] * 1e9 + 0.5) as u64;
         i += 1;
     }
     nanos
