@@ -32,12 +32,13 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
             peer: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: false,
         });
-    serve(&state, conn, req).await
+    serve(&state, conn, Box::new(req)).await
 }
 
 /// Serves one proxied request that arrived on `conn`. The listener calls this directly,
 /// without the extension map an axum handler reads (it costs allocations per request).
-pub async fn serve(state: &AppState, conn: ConnInfo, req: Request) -> Response<Body> {
+/// The request comes boxed: see `http1::Head`.
+pub async fn serve(state: &AppState, conn: ConnInfo, req: Box<Request>) -> Response<Body> {
     let started = Instant::now();
     // One wall-clock read serves the request id and the policy's time windows.
     let wall = jiff::Timestamp::now();

@@ -120,7 +120,10 @@ enum HeadRead {
 
 /// A request ready for dispatch, and what its head says about the connection.
 struct Head {
-    request: Request<Body>,
+    /// Boxed: the request moves through four layers (dispatch, gateway, forward), each into
+    /// its own slot of the connection's future; a pointer moves for the price of 8 bytes
+    /// where the request itself (240 bytes) would write five cold cache lines at each step.
+    request: Box<Request<Body>>,
     version: Version,
     keep_alive: bool,
     /// The client accepts trailer fields (`TE: trailers`).
@@ -266,7 +269,7 @@ fn parse(buf: &mut BytesMut, limits: &ConnLimits) -> Parsed {
     let Ok(uri) = Uri::from_maybe_shared(head.slice(target)) else {
         return Parsed::Handover;
     };
-    let mut request = Request::new(Body::empty());
+    let mut request = Box::new(Request::new(Body::empty()));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version;

@@ -60,7 +60,7 @@ pub fn main_dispatch(state: Arc<super::AppState>) -> SharedRouter {
 pub(super) async fn dispatch(
     dispatch: &Dispatch,
     info: ConnInfo,
-    mut req: http::Request<Body>,
+    mut req: Box<http::Request<Body>>,
 ) -> http::Response<Body> {
     // RFC 9112 3.2: an HTTP/1.1 request without Host, or any HTTP/1 request with more than
     // one, is answered 400: two hosts could route differently here and in front of us. So is
@@ -116,7 +116,7 @@ pub(super) async fn dispatch(
         Some(state) if !reserved => super::gateway::serve(state, info, req).await,
         _ => {
             req.extensions_mut().insert(info);
-            match dispatch.router.clone().oneshot(req).await {
+            match dispatch.router.clone().oneshot(*req).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             }
@@ -398,7 +398,8 @@ impl Connection {
             // HTTP/2 flow control can stall a response without blocking any write.
             let h2 = req.version() == http::Version::HTTP_2;
             async move {
-                let response = Box::pin(dispatch(&current, info, req.map(Body::new))).await;
+                let response =
+                    Box::pin(dispatch(&current, info, Box::new(req.map(Body::new)))).await;
                 let response = match h2 {
                     true => response.map(|body| window_stall::watch(body, send_timeout)),
                     false => response,
