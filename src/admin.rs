@@ -17,9 +17,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Metric names, in one place so dashboards and code agree.
 pub mod names {
-    /// Counter: requests by `route`, `decision` and `status`.
+    /// Counter: requests by `route`, `decision` and `status` (kept by
+    /// [`crate::request_metrics`]).
     pub const REQUESTS: &str = "portcullis_requests_total";
-    /// Histogram (seconds): request latency by `route` (kept by [`crate::latency`]).
+    /// Histogram (seconds): request latency by `route` (kept by [`crate::request_metrics`]).
     pub const LATENCY: &str = "portcullis_request_duration_seconds";
     /// Counter: upstream failures by `route` and `kind` (connect, timeout, upstream, body).
     pub const UPSTREAM_ERRORS: &str = "portcullis_upstream_errors_total";
@@ -104,7 +105,7 @@ async fn metrics() -> impl IntoResponse {
         Some(handle) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render() + &crate::latency::render(),
+            handle.render() + &crate::request_metrics::render(),
         ),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,

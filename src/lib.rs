@@ -27,7 +27,8 @@
 //! - [`audit`]: the audit trail: redacted events, per-instance hash chains, the batching
 //!   writer with its spool, SQLite and Postgres stores, verify, query.
 //! - [`admin`]: the admin listener: `/healthz`, `/readyz`, `/metrics`.
-//! - [`latency`]: the request latency histogram, per-thread shards summed by `/metrics`.
+//! - [`request_metrics`]: the request counter and latency histogram, per-thread shards summed
+//!   by `/metrics`.
 //! - [`ids`]: UUIDv7s from a per-thread context (no process-wide lock per id).
 //! - [`telemetry`]: tracing setup (human or JSON logs).
 //! - [`timer`]: coarse per-worker timers for the per-request timeouts (no syscall to arm).
@@ -44,9 +45,9 @@ pub mod config;
 pub mod demo;
 pub mod identity;
 pub mod ids;
-pub mod latency;
 pub mod policy;
 pub mod proxy;
+pub mod request_metrics;
 pub mod routes;
 pub mod secrets;
 pub mod send_timeout;

@@ -46,8 +46,13 @@ impl CoarseTimer {
 
     /// A future that completes at `deadline` (up to [`TICK`] later).
     pub fn sleep_until(&self, deadline: Instant) -> CoarseSleep {
+        self.clone().into_sleep_until(deadline)
+    }
+
+    /// [`Self::sleep_until`], keeping this handle instead of taking another reference.
+    fn into_sleep_until(self, deadline: Instant) -> CoarseSleep {
         CoarseSleep {
-            timer: self.clone(),
+            timer: self,
             deadline,
             slot: None,
         }
@@ -196,7 +201,7 @@ pub fn timeout<F: Future>(limit: Duration, future: F) -> Timeout<F> {
 /// [`TICK`] late), on tokio's otherwise.
 pub fn sleep(limit: Duration) -> Sleep {
     Sleep(match current() {
-        Some(timer) => Either::Coarse(timer.sleep_until(Instant::now() + limit)),
+        Some(timer) => Either::Coarse(timer.into_sleep_until(Instant::now() + limit)),
         None => Either::Tokio(Box::pin(tokio::time::sleep(limit))),
     })
 }

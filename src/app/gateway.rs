@@ -19,6 +19,7 @@ use crate::config::RouteConfig;
 use crate::identity::{AuthMethod, Presented};
 use crate::policy::{self, Outcome, RequestFacts};
 use crate::proxy::{self, ForwardContext, ProxyError};
+use crate::request_metrics;
 use crate::routes::{self, normalize_path};
 
 /// Serves one proxied request as an axum handler (the router's fallback): the connection
@@ -158,7 +159,7 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Box<Request>) -> Respo
     }
 
     // The upstream that answered, for the audit event.
-    let mut served_by: Option<Arc<str>> = None;
+    let mut served_by: Option<&str> = None;
     let response = match (decision.permit(), decision.outcome) {
         (Some(permit), _) => {
             let assertion =
@@ -178,7 +179,7 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Box<Request>) -> Respo
             state.sessions.strip_cookies(req.headers_mut());
             match proxy::forward_served(permit, route, ctx, req).await {
                 Ok((mut response, by)) => {
-                    served_by = Some(by.0);
+                    served_by = Some(by);
                     // Nor may the upstream set it.
                     state.sessions.strip_set_cookies(response.headers_mut());
                     response
@@ -203,7 +204,7 @@ pub async fn serve(state: &AppState, conn: ConnInfo, req: Box<Request>) -> Respo
     // Boxed: the finish future is large (~1.9 KB) and inline it would enlarge every
     // request's future, audited or not, which is copied as it moves.
     if let Some(audit) = audit.take()
-        && Box::pin(audit.finish(response.status(), served_by.as_deref()))
+        && Box::pin(audit.finish(response.status(), served_by))
             .await
             .is_err()
     {
@@ -309,13 +310,13 @@ fn audit_unavailable(route_id: &str, id: Uuid, started: Instant, html: bool) -> 
     pages::audit_unavailable(id, html)
 }
 
-/// Metric handles of one route, cached per worker thread: building a labelled key and looking
-/// it up in the recorder's registry costs more than the atomic add it leads to. The maps use
-/// hashbrown's default (foldhash): the keys are our own route ids, and SipHash showed up in
-/// profiles of every request.
+/// This worker thread's metric shards for one route (see [`request_metrics`]), cached so a
+/// request finds them without a lock or a shared reference count. The maps use hashbrown's
+/// default (foldhash): the keys are our own route ids, and SipHash showed up in profiles of
+/// every request.
 struct RouteMetrics {
-    latency: Arc<crate::latency::Shard>,
-    requests: hashbrown::HashMap<(&'static str, u16), metrics::Counter>,
+    latency: Arc<request_metrics::Shard>,
+    requests: hashbrown::HashMap<(&'static str, u16), Arc<request_metrics::Counter>>,
 }
 
 thread_local! {
@@ -332,7 +333,7 @@ fn record(route_id: &str, decision: &'static str, status: StatusCode, started: I
             None => cache
                 .entry(route_id.into())
                 .or_insert_with(|| RouteMetrics {
-                    latency: crate::latency::shard(route_id),
+                    latency: request_metrics::shard(route_id),
                     requests: hashbrown::HashMap::new(),
                 }),
         };
@@ -340,14 +341,9 @@ fn record(route_id: &str, decision: &'static str, status: StatusCode, started: I
             .requests
             .entry((decision, status.as_u16()))
             .or_insert_with(|| {
-                metrics::counter!(
-                    names::REQUESTS,
-                    "route" => route_id.to_owned(),
-                    "decision" => decision,
-                    "status" => status.as_str().to_owned()
-                )
+                request_metrics::request_counter(route_id, decision, status.as_u16())
             })
-            .increment(1);
+            .increment();
         route.latency.record(elapsed);
     });
 }

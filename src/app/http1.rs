@@ -66,6 +66,13 @@ where
     let mut stopping = stop.clone();
     let stopped = stopping.wait_for(|stop| *stop);
     tokio::pin!(stopped);
+    // The connection keeps its own handle on the current router and checks it per request
+    // with one atomic load. `router.load()` per request would, with more requests in flight
+    // on a thread than arc-swap has per-thread slots (8), fall back to the shared reference
+    // count: a cache line bouncing between cores on every request. After a config reload an
+    // idle connection holds the old router until its next request, or until the head read
+    // timeout closes it.
+    let mut current = arc_swap::Cache::new(&**router);
     loop {
         let head = crate::timer::timeout(
             limits.header_read_timeout,
@@ -80,13 +87,11 @@ where
         let keep_alive = head.keep_alive;
         let trailers = head.trailers;
         let head_request = head.request.method() == Method::HEAD;
-        let dispatch_now = router.load();
         let served = {
-            let handler = dispatch(&dispatch_now, info, head.request);
+            let handler = dispatch(current.load(), info, head.request);
             tokio::pin!(handler);
             serve_one(&mut io, &mut buf, handler).await
         };
-        drop(dispatch_now);
         let Some(response) = served else {
             // The client went away mid-request: the request was cancelled.
             return Ended::Closed;

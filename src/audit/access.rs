@@ -133,22 +133,22 @@ impl SearchParams {
 
 /// The outcome of an access check, with the event to record once the answer is known.
 #[derive(Debug)]
-pub struct Access {
-    pub decision: Decision,
+pub struct Access<'a> {
+    pub decision: Decision<'a>,
     pub identity: Option<Identity>,
     /// The `audit_access` event; the caller sets `status` and records it.
     pub event: AuditEvent,
 }
 
 /// Evaluates `audit.access` for the caller of `path` (`uri_query` is recorded, redacted).
-pub async fn check(
+pub async fn check<'a>(
     state: &AppState,
-    audit: &Audit,
+    audit: &'a Audit,
     conn: Option<&ConnInfo>,
     headers: &HeaderMap,
     path: &str,
     uri_query: Option<&str>,
-) -> Access {
+) -> Access<'a> {
     let decision_id = crate::ids::uuid_v7();
     let peer = conn.map_or(IpAddr::from([127, 0, 0, 1]), |c| c.peer.ip());
     let client_ip = crate::proxy::client_ip(peer, headers, &state.config.server.trusted_proxies);
@@ -175,7 +175,7 @@ pub async fn check(
         identity_fields(&mut event, &audit.redactor, identity);
     }
     event.decision = Some(decision.outcome.as_str().into());
-    event.rule = decision.rule.as_deref().map(str::to_owned);
+    event.rule = decision.rule.map(str::to_owned);
     event.reasons = serde_json::to_string(&decision.reasons).ok();
     Access {
         decision,

@@ -139,10 +139,10 @@ impl RequestAudit {
     }
 
     /// Records the policy decision.
-    pub fn decided(&mut self, decision: &Decision) {
+    pub fn decided(&mut self, decision: &Decision<'_>) {
         if let Some(event) = self.event.as_mut() {
             event.decision = Some(decision.outcome.as_str().to_owned());
-            event.rule = decision.rule.as_deref().map(str::to_owned);
+            event.rule = decision.rule.map(str::to_owned);
             event.reasons = serde_json::to_string(&decision.reasons).ok();
         }
     }

@@ -1,7 +1,5 @@
 //! The outcome of evaluating a route's policy, and the [`Permit`] that proves an allow.
 
-use std::sync::Arc;
-
 use uuid::Uuid;
 
 use super::rule::CriterionKind;
@@ -30,44 +28,46 @@ impl Outcome {
 }
 
 /// Why the decision came out as it did. Typed so audit and `policy explain` can use them.
+/// Rule ids are borrowed from the policy that decided (`'p`): a request's decision takes no
+/// reference count on ids that every worker thread shares (each count is a cache line
+/// bouncing between cores).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
-pub enum Reason {
+pub enum Reason<'p> {
     /// This deny rule matched; it overrides every allow rule.
-    DenyRuleMatched { rule: Arc<str> },
+    DenyRuleMatched { rule: &'p str },
     /// This allow rule matched.
-    AllowRuleMatched { rule: Arc<str> },
+    AllowRuleMatched { rule: &'p str },
     /// No allow rule matched (default deny).
     NoAllowRuleMatched,
     /// The caller is anonymous and the route accepts a login.
     AuthenticationRequired,
     /// A rule did not match because this criterion did not hold (first failing one).
     CriterionNotMet {
-        rule: Arc<str>,
+        rule: &'p str,
         criterion: CriterionKind,
     },
 }
 
-/// The decision for one request.
+/// The decision for one request, borrowing rule ids from the policy that made it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Decision {
+pub struct Decision<'p> {
     /// UUIDv7, the id the audit event and `X-Portcullis-Decision-Id` carry.
     pub id: Uuid,
     /// Allow, deny or login.
     pub outcome: Outcome,
     /// The deciding rule, when one decided (none for default deny and login).
-    pub rule: Option<Arc<str>>,
+    pub rule: Option<&'p str>,
     /// Why.
-    pub reasons: Vec<Reason>,
+    pub reasons: Vec<Reason<'p>>,
 }
 
-impl Decision {
+impl Decision<'_> {
     /// The permit for an allow decision; `None` for anything else. The only way to get one.
     pub fn permit(&self) -> Option<Permit> {
         match self.outcome {
             Outcome::Allow => Some(Permit {
                 decision_id: self.id,
-                rule: self.rule.clone(),
             }),
             Outcome::Deny | Outcome::Login => None,
         }
@@ -79,17 +79,11 @@ impl Decision {
 #[derive(Debug)]
 pub struct Permit {
     decision_id: Uuid,
-    rule: Option<Arc<str>>,
 }
 
 impl Permit {
     /// The allow decision's id (sent upstream as `X-Portcullis-Decision-Id`).
     pub fn decision_id(&self) -> Uuid {
         self.decision_id
-    }
-
-    /// The allow rule that matched.
-    pub fn rule(&self) -> Option<&str> {
-        self.rule.as_deref()
     }
 }

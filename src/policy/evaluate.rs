@@ -37,7 +37,11 @@ pub struct RequestFacts<'a> {
 /// matched do the reasons also list, for each allow rule, the first criterion that failed;
 /// deny rules that did not match are not listed, since not matching a deny rule is never why
 /// a request was refused.
-pub fn evaluate(policy: &RoutePolicy, facts: &RequestFacts<'_>, now: Timestamp) -> Decision {
+pub fn evaluate<'p>(
+    policy: &'p RoutePolicy,
+    facts: &RequestFacts<'_>,
+    now: Timestamp,
+) -> Decision<'p> {
     if let Some(rule) = policy
         .deny
         .iter()
@@ -46,10 +50,8 @@ pub fn evaluate(policy: &RoutePolicy, facts: &RequestFacts<'_>, now: Timestamp) 
         return Decision {
             id: facts.decision_id,
             outcome: Outcome::Deny,
-            rule: Some(rule.id.clone()),
-            reasons: vec![Reason::DenyRuleMatched {
-                rule: rule.id.clone(),
-            }],
+            rule: Some(&rule.id),
+            reasons: vec![Reason::DenyRuleMatched { rule: &rule.id }],
         };
     }
     if let Some(rule) = policy
@@ -60,17 +62,15 @@ pub fn evaluate(policy: &RoutePolicy, facts: &RequestFacts<'_>, now: Timestamp) 
         return Decision {
             id: facts.decision_id,
             outcome: Outcome::Allow,
-            rule: Some(rule.id.clone()),
-            reasons: vec![Reason::AllowRuleMatched {
-                rule: rule.id.clone(),
-            }],
+            rule: Some(&rule.id),
+            reasons: vec![Reason::AllowRuleMatched { rule: &rule.id }],
         };
     }
     // The unmatched path walks the allow rules a second time to name their failing criteria,
     // so that the allow path never builds a list it would throw away.
     let unmet = policy.allow.iter().filter_map(|rule| {
         first_failing(rule, facts, now).map(|criterion| Reason::CriterionNotMet {
-            rule: rule.id.clone(),
+            rule: &rule.id,
             criterion,
         })
     });
@@ -80,11 +80,11 @@ pub fn evaluate(policy: &RoutePolicy, facts: &RequestFacts<'_>, now: Timestamp) 
 /// The decision when no deny and no allow rule matched: `Login` for an anonymous caller on a
 /// route that takes a login, default deny for everyone else. A caller who is logged in gets a
 /// deny, never `Login`: sending them to log in again would loop.
-pub(super) fn no_rule_matched(
+pub(super) fn no_rule_matched<'p>(
     policy: &RoutePolicy,
     facts: &RequestFacts<'_>,
-    unmet: impl Iterator<Item = Reason>,
-) -> Decision {
+    unmet: impl Iterator<Item = Reason<'p>>,
+) -> Decision<'p> {
     let login = facts.identity.is_none() && accepts_login(policy);
     let (outcome, headline) = if login {
         (Outcome::Login, Reason::AuthenticationRequired)

@@ -2,8 +2,6 @@
 //! criterion of every rule fared. Unlike `evaluate` it does not stop at the first failing
 //! criterion, so it costs more; it is for operators and tests, never for the request path.
 
-use std::sync::Arc;
-
 use jiff::Timestamp;
 
 use super::criteria::criterion_holds;
@@ -30,9 +28,9 @@ pub struct CriterionCheck {
 
 /// How one rule fared: every criterion, judged without short-circuit.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct RuleCheck {
+pub struct RuleCheck<'p> {
     /// The rule id.
-    pub rule: Arc<str>,
+    pub rule: &'p str,
     /// Allow or deny rule.
     pub effect: RuleEffect,
     /// Whether every criterion held (and there was at least one).
@@ -44,23 +42,23 @@ pub struct RuleCheck {
 /// The full account of one evaluation: deny rules first, then allow rules, each in config
 /// order, and the decision [`evaluate`](fn@super::evaluate) gives for the same input.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Explanation {
+pub struct Explanation<'p> {
     /// Every rule, deny rules then allow rules.
-    pub rules: Vec<RuleCheck>,
+    pub rules: Vec<RuleCheck<'p>>,
     /// The decision.
-    pub decision: Decision,
+    pub decision: Decision<'p>,
 }
 
 /// Explains the decision for one request: every criterion of every rule, then the decision.
 /// The decision is derived from those per-criterion results by the same precedence as
 /// [`evaluate`](fn@super::evaluate) (deny, then allow, then login or default deny), so the
 /// two always agree.
-pub fn evaluate_explained(
-    policy: &RoutePolicy,
+pub fn evaluate_explained<'p>(
+    policy: &'p RoutePolicy,
     facts: &RequestFacts<'_>,
     now: Timestamp,
-) -> Explanation {
-    let check = |rule: &Rule, effect| {
+) -> Explanation<'p> {
+    let check = |rule: &'p Rule, effect| {
         let criteria: Vec<CriterionCheck> = rule
             .criteria
             .iter()
@@ -70,7 +68,7 @@ pub fn evaluate_explained(
             })
             .collect();
         RuleCheck {
-            rule: rule.id.clone(),
+            rule: &rule.id,
             effect,
             matched: !criteria.is_empty() && criteria.iter().all(|c| c.held),
             criteria,
@@ -91,24 +89,24 @@ pub fn evaluate_explained(
     Explanation { rules, decision }
 }
 
-fn decide(rules: &[RuleCheck], policy: &RoutePolicy, facts: &RequestFacts<'_>) -> Decision {
+fn decide<'p>(
+    rules: &[RuleCheck<'p>],
+    policy: &RoutePolicy,
+    facts: &RequestFacts<'_>,
+) -> Decision<'p> {
     let first_match = |effect| rules.iter().find(|r| r.effect == effect && r.matched);
-    let matched = |outcome, rule: &RuleCheck, reason| Decision {
+    let matched = |outcome, rule: &RuleCheck<'p>, reason| Decision {
         id: facts.decision_id,
         outcome,
-        rule: Some(rule.rule.clone()),
+        rule: Some(rule.rule),
         reasons: vec![reason],
     };
     if let Some(rule) = first_match(RuleEffect::Deny) {
-        let reason = Reason::DenyRuleMatched {
-            rule: rule.rule.clone(),
-        };
+        let reason = Reason::DenyRuleMatched { rule: rule.rule };
         return matched(Outcome::Deny, rule, reason);
     }
     if let Some(rule) = first_match(RuleEffect::Allow) {
-        let reason = Reason::AllowRuleMatched {
-            rule: rule.rule.clone(),
-        };
+        let reason = Reason::AllowRuleMatched { rule: rule.rule };
         return matched(Outcome::Allow, rule, reason);
     }
     let unmet = rules
@@ -117,7 +115,7 @@ fn decide(rules: &[RuleCheck], policy: &RoutePolicy, facts: &RequestFacts<'_>) -
         .filter_map(|r| {
             let failed = r.criteria.iter().find(|c| !c.held)?;
             Some(Reason::CriterionNotMet {
-                rule: r.rule.clone(),
+                rule: r.rule,
                 criterion: failed.criterion,
             })
         });

@@ -13,13 +13,14 @@ type RuleSummary<'a> = (&'a str, RuleEffect, bool, Vec<(CriterionKind, bool)>);
 #[test]
 fn explanation_judges_every_criterion() {
     let request = Request::anonymous().path("/admin/x");
-    let explanation = evaluate_explained(&team_route(), &request.facts(), request.now);
+    let route = team_route();
+    let explanation = evaluate_explained(&route, &request.facts(), request.now);
     let summary: Vec<RuleSummary<'_>> = explanation
         .rules
         .iter()
         .map(|r| {
             let criteria = r.criteria.iter().map(|c| (c.criterion, c.held)).collect();
-            (&*r.rule, r.effect, r.matched, criteria)
+            (r.rule, r.effect, r.matched, criteria)
         })
         .collect();
     assert_eq!(
@@ -83,7 +84,8 @@ fn explanation_does_not_short_circuit_after_a_failure() {
 #[test]
 fn explanation_serializes_for_the_cli() {
     let request = Request::anonymous();
-    let explanation = evaluate_explained(&team_route(), &request.facts(), request.now);
+    let route = team_route();
+    let explanation = evaluate_explained(&route, &request.facts(), request.now);
     let json = serde_json::to_value(&explanation).unwrap();
     assert_eq!(json["decision"]["outcome"], "login");
     assert_eq!(json["rules"][0]["effect"], "deny");

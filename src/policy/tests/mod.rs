@@ -85,7 +85,7 @@ impl Request {
     }
 
     /// Evaluates, and checks that the explanation reaches the very same decision.
-    fn decide(&self, policy: &RoutePolicy) -> Decision {
+    fn decide<'p>(&self, policy: &'p RoutePolicy) -> Decision<'p> {
         let decision = evaluate(policy, &self.facts(), self.now);
         let explained = evaluate_explained(policy, &self.facts(), self.now);
         assert_eq!(
@@ -181,9 +181,6 @@ fn team_route() -> RoutePolicy {
     )
 }
 
-fn not_met(rule: &str, criterion: CriterionKind) -> Reason {
-    Reason::CriterionNotMet {
-        rule: rule.into(),
-        criterion,
-    }
+fn not_met(rule: &str, criterion: CriterionKind) -> Reason<'_> {
+    Reason::CriterionNotMet { rule, criterion }
 }

@@ -1,13 +1,16 @@
-//! The request latency histogram (`portcullis_request_duration_seconds`, by `route`), kept
-//! here rather than in the metrics recorder. The recorder's histogram stores every sample
-//! (its value and a timestamp) in an epoch-managed list until upkeep folds it into buckets:
-//! ~460 instructions and a dozen cache misses on every proxied request. Here a sample is
-//! three plain stores into the recording thread's own shard of fixed buckets; `/metrics`
-//! sums the shards when it renders.
+//! The per-request metrics, kept here rather than in the metrics recorder: the request
+//! counter (`portcullis_requests_total`, by `route`, `decision`, `status`) and the latency
+//! histogram (`portcullis_request_duration_seconds`, by `route`). The recorder's histogram
+//! stores every sample (its value and a timestamp) in an epoch-managed list until upkeep
+//! folds it into buckets (~460 instructions and a dozen cache misses a request), and its
+//! counters are one atomic per series that every worker thread adds to (a cache line that
+//! bounces between cores on every request). Here each thread records into its own shard
+//! with plain stores; `/metrics` sums the shards when it renders.
 //!
-//! A shard has one writer, the thread that asked for it ([`shard`]), so its counters are
-//! updated with a load and a store instead of a locked read-modify-write; readers on other
-//! threads see each counter whole (relaxed atomics) and at worst a sample not yet counted.
+//! A shard or counter has one writer, the thread that asked for it ([`shard`],
+//! [`request_counter`]), so it is updated with a load and a store instead of a locked
+//! read-modify-write; readers on other threads see each value whole (relaxed atomics) and at
+//! worst a request not yet counted.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -65,6 +68,35 @@ fn bump(counter: &AtomicU64, by: u64) {
 /// Every shard handed out, by route id.
 static SHARDS: Mutex<BTreeMap<Box<str>, Vec<Arc<Shard>>>> = Mutex::new(BTreeMap::new());
 
+/// One thread's count of requests of one series.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Counts one request. Only the counter's own thread calls this.
+    pub fn increment(&self) {
+        bump(&self.0, 1);
+    }
+}
+
+/// A request series: route, decision, status.
+type Series = (Box<str>, &'static str, u16);
+
+/// Every request counter handed out, by series.
+static COUNTERS: Mutex<BTreeMap<Series, Vec<Arc<Counter>>>> = Mutex::new(BTreeMap::new());
+
+/// A new request counter of `route`, `decision` and `status` for the calling thread to keep
+/// and count into (the gateway caches one per series and thread).
+pub fn request_counter(route: &str, decision: &'static str, status: u16) -> Arc<Counter> {
+    let counter = Arc::new(Counter::default());
+    let mut counters = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
+    counters
+        .entry((route.into(), decision, status))
+        .or_default()
+        .push(counter.clone());
+    counter
+}
+
 /// A new shard for `route`, for the calling thread to keep and record into (the gateway
 /// caches one per route and thread).
 pub fn shard(route: &str) -> Arc<Shard> {
@@ -74,14 +106,42 @@ pub fn shard(route: &str) -> Arc<Shard> {
     shard
 }
 
-/// The histogram in Prometheus text format (cumulative buckets, `_sum`, `_count`), one
-/// series per route; empty when nothing was recorded.
+/// Both metrics in Prometheus text format: the counter, one series per route, decision and
+/// status, then the histogram (cumulative buckets, `_sum`, `_count`), one series per route.
+/// Empty when nothing was recorded.
 pub fn render() -> String {
+    let mut out = render_requests();
+    render_latency(&mut out);
+    out
+}
+
+fn render_requests() -> String {
+    let name = crate::admin::names::REQUESTS;
+    let counters = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = String::new();
+    if counters.is_empty() {
+        return out;
+    }
+    // Writing into a String cannot fail.
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for ((route, decision, status), series) in counters.iter() {
+        let total = series
+            .iter()
+            .fold(0u64, |sum, c| sum.wrapping_add(c.0.load(Ordering::Relaxed)));
+        let route = escape_label(route);
+        let _ = writeln!(
+            out,
+            "{name}{{route=\"{route}\",decision=\"{decision}\",status=\"{status}\"}} {total}"
+        );
+    }
+    out
+}
+
+fn render_latency(out: &mut String) {
     let name = crate::admin::names::LATENCY;
     let shards = SHARDS.lock().unwrap_or_else(|e| e.into_inner());
-    let mut out = String::new();
     if shards.is_empty() {
-        return out;
+        return;
     }
     // Writing into a String cannot fail.
     let _ = writeln!(out, "# TYPE {name} histogram");
@@ -112,7 +172,6 @@ pub fn render() -> String {
         let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {sum}");
         let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {cumulative}");
     }
-    out
 }
 
 /// A label value as the text format wants it: `\`, `"` and newlines escaped.
@@ -204,10 +263,45 @@ mod tests {
     }
 
     #[test]
-    fn the_output_is_one_histogram_family() {
+    fn the_output_is_one_family_per_metric() {
         shard("latency-test-family").record(Duration::from_millis(1));
+        request_counter("latency-test-family", "allow", 200).increment();
         let text = render();
-        assert_eq!(text.matches("# TYPE").count(), 1);
-        assert!(text.starts_with("# TYPE portcullis_request_duration_seconds histogram\n"));
+        assert_eq!(text.matches("# TYPE").count(), 2, "{text}");
+        assert!(text.starts_with("# TYPE portcullis_requests_total counter\n"));
+        assert_eq!(
+            text.matches("# TYPE portcullis_request_duration_seconds histogram\n")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn request_counters_of_several_threads_are_summed_per_series() {
+        let route = "requests-test-threads";
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let allowed = request_counter(route, "allow", 200);
+                    let denied = request_counter(route, "deny", 403);
+                    for _ in 0..1000 {
+                        allowed.increment();
+                    }
+                    denied.increment();
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let lines = series(route);
+        let allowed = format!(
+            "portcullis_requests_total{{route=\"{route}\",decision=\"allow\",status=\"200\"}} 4000"
+        );
+        let denied = format!(
+            "portcullis_requests_total{{route=\"{route}\",decision=\"deny\",status=\"403\"}} 4"
+        );
+        assert!(lines.contains(&allowed), "{lines:?}");
+        assert!(lines.contains(&denied), "{lines:?}");
     }
 }
