@@ -32,8 +32,9 @@ pub async fn forward(
 
 /// [`forward`], returning the label of the upstream that answered beside the response instead
 /// of in an extension (whose map costs allocations on every request). The label is borrowed
-/// from the route: a shared reference count taken per request would bounce between cores. The request comes boxed, as
-/// the listener's HTTP/1 loop makes it: moving it here costs a pointer, not 240 bytes.
+/// from the route: a shared reference count taken per request would bounce between cores.
+/// The request comes boxed, as the listener's HTTP/1 loop makes it: moving it here costs a
+/// pointer, not 240 bytes.
 pub async fn forward_served<'r>(
     permit: Permit,
     route: &'r RouteProxy,
