@@ -1,7 +1,11 @@
 //! Config reload on the real binary: a valid change is applied (file change and SIGHUP), an
-//! invalid file is rejected while the old config keeps serving.
+//! invalid file is rejected while the old config keeps serving, and an open keep-alive
+//! connection picks the new config up on its next request.
 
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 use crate::support::*;
 
@@ -68,4 +72,63 @@ async fn valid_changes_apply_and_invalid_ones_are_rejected() {
     assert!(hup.success());
     eventually(&format!("{base}/b/x"), 404).await;
     assert_eq!(status(&format!("{base}/a/x")).await, 200);
+}
+
+/// One GET on an open keep-alive connection; the answer's status. The body is read to its
+/// Content-Length, so the connection is ready for the next request.
+async fn status_on(conn: &mut BufReader<TcpStream>, path: &str) -> u16 {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    conn.get_mut().write_all(request.as_bytes()).await.unwrap();
+    let mut line = String::new();
+    conn.read_line(&mut line).await.unwrap();
+    let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut length = None;
+    loop {
+        let mut field = String::new();
+        conn.read_line(&mut field).await.unwrap();
+        if field == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = field.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = Some(value.trim().parse().unwrap());
+        }
+    }
+    let mut body = vec![0; length.expect("a Content-Length on every answer")];
+    conn.read_exact(&mut body).await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_sees_a_reload_on_its_next_request() {
+    // The HTTP/1 loop caches the router per connection: a reload must still reach an open
+    // connection's next request, not only new connections.
+    let upstream = echo_upstream().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.toml");
+    let one = public_route("a", "/a/", std::slice::from_ref(&upstream), "");
+    std::fs::write(&path, config_text(port, &one)).unwrap();
+    let binary = Binary::spawn(&["serve", "--config", path.to_str().unwrap()], port).await;
+    let mut conn = BufReader::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    assert_eq!(status_on(&mut conn, "/a/x").await, 200);
+    assert_eq!(status_on(&mut conn, "/b/x").await, 404);
+
+    let two = one.clone() + &public_route("b", "/b/", std::slice::from_ref(&upstream), "");
+    std::fs::write(&path, config_text(port, &two)).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &binary.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let started = Instant::now();
+    while status_on(&mut conn, "/b/x").await != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the open connection still misses the reloaded route"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status_on(&mut conn, "/a/x").await, 200);
 }
