@@ -8,12 +8,15 @@ use std::net::IpAddr;
 
 use axum::body::Body;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Error as ClientError;
 use tokio::time::Instant;
 
 use super::body::{GuardedBody, Upload};
-use super::headers::{self, RequestRewrite};
+use super::headers::{self, Added, RequestRewrite};
+use super::upstream::Upstream;
 use super::{ForwardContext, ProxyError, RouteProxy, ServedBy, h1, hop, redirect, target, upgrade};
 use crate::policy::Permit;
 
@@ -122,52 +125,32 @@ pub async fn forward_served<'r>(
                 };
                 let sent = crate::timer::timeout(limit, pool.send(super::worker(), outgoing)).await;
                 match sent {
-                    Err(_elapsed) => Err(Failure::Timeout),
-                    Ok(Err(h1::H1Error::Connect(e))) => Err(Failure::Connect(ProxyError::Connect(
-                        format!("{}: {e}", upstream.label),
-                    ))),
-                    Ok(Err(e)) => Err(Failure::Other(ProxyError::Upstream(format!(
-                        "{}: {e}",
-                        upstream.label
-                    )))),
                     Ok(Ok(response)) => Ok(own_response(route, response)),
+                    Ok(Err(e)) => Err(h1_failure(&upstream.label, e)),
+                    Err(_elapsed) => Err(Failure::Timeout),
                 }
             }
             None => {
-                let uri = target::upstream_uri(upstream, path, query).map_err(|e| {
-                    ProxyError::Upstream(format!("{}: bad upstream uri: {e}", upstream.label))
-                })?;
-                let attempt_body = body.take().unwrap_or_else(|| {
-                    // Retries only happen for empty bodies, so a fresh empty one is the same
-                    // body.
-                    GuardedBody::new(Body::empty(), cfg.timeouts.idle, cfg.max_body)
-                });
                 // Only a request that may be retried keeps a copy of its headers; one that
                 // may not makes no further attempt, so nothing reads the emptied map.
-                let mut attempt_headers = match retries_left {
+                let attempt_headers = match retries_left {
                     0 => std::mem::take(&mut parts.headers),
                     _ => parts.headers.clone(),
                 };
-                added.apply(&mut attempt_headers);
-                // hyper sends a GET or HEAD body of unknown length (a chunked one, or HTTP/2
-                // DATA without Content-Length) as no body at all unless the framing is set:
-                // the upstream would get the request without what the client sent (an
-                // Elasticsearch query becomes match-all).
-                if !body_empty
-                    && attempt_body.size_hint().exact().is_none()
-                    && !attempt_headers.contains_key(header::CONTENT_LENGTH)
-                {
-                    attempt_headers.insert(
-                        header::TRANSFER_ENCODING,
-                        HeaderValue::from_static("chunked"),
-                    );
-                }
-                let mut out = Request::new(attempt_body);
-                *out.method_mut() = parts.method.clone();
-                *out.uri_mut() = uri;
-                // Pitfall 1: the pooled HTTP/1 client refuses HTTP/2 requests.
-                *out.version_mut() = Version::HTTP_11;
-                *out.headers_mut() = attempt_headers;
+                let out = hyper_request(HyperRequest {
+                    upstream,
+                    path,
+                    query,
+                    method: &parts.method,
+                    // Retries only happen for empty bodies, so a fresh empty one is the same
+                    // body.
+                    body: body.take().unwrap_or_else(|| {
+                        GuardedBody::new(Body::empty(), cfg.timeouts.idle, cfg.max_body)
+                    }),
+                    body_empty,
+                    headers: attempt_headers,
+                    added: &added,
+                })?;
                 // Boxed: hyper's future is large and this path is the rarer one; inline it
                 // would enlarge every request's future, own-client ones too.
                 let sent = Box::pin(response_within(
@@ -176,18 +159,7 @@ pub async fn forward_served<'r>(
                     body_sent.take(),
                 ))
                 .await;
-                match sent {
-                    Err(_elapsed) => Err(Failure::Timeout),
-                    Ok(Err(e)) if e.is_connect() => Err(Failure::Connect(ProxyError::from_client(
-                        &e,
-                        &upstream.label,
-                    ))),
-                    Ok(Err(e)) => Err(Failure::Other(ProxyError::from_client(&e, &upstream.label))),
-                    Ok(Ok(response)) => {
-                        finish_response(route, response, client_upgrade.take(), &upstream.label)
-                            .map_err(Failure::Other)
-                    }
-                }
+                hyper_outcome(route, sent, client_upgrade.take(), &upstream.label)
             }
         };
         let response = match attempt {
@@ -227,6 +199,85 @@ enum Failure {
     /// No connection: the next upstream may be tried.
     Connect(ProxyError),
     Other(ProxyError),
+}
+
+/// What failed in an exchange of portcullis's own client, for the attempt loop.
+#[cold]
+fn h1_failure(label: &str, error: h1::H1Error) -> Failure {
+    match error {
+        h1::H1Error::Connect(e) => Failure::Connect(ProxyError::Connect(format!("{label}: {e}"))),
+        e => Failure::Other(ProxyError::Upstream(format!("{label}: {e}"))),
+    }
+}
+
+/// One attempt's request through hyper's pooled client.
+struct HyperRequest<'a> {
+    upstream: &'a Upstream,
+    path: &'a str,
+    query: Option<&'a str>,
+    method: &'a Method,
+    body: GuardedBody<Body>,
+    body_empty: bool,
+    /// The client's fields after rewriting; `added` joins them here.
+    headers: HeaderMap,
+    added: &'a Added,
+}
+
+/// Builds the request hyper's client sends: the rarer path (a body, an upgrade, a TLS
+/// upstream), kept out of line so that the own client's code in [`forward_served`] packs
+/// tighter.
+#[inline(never)]
+fn hyper_request(req: HyperRequest<'_>) -> Result<Request<GuardedBody<Body>>, ProxyError> {
+    let HyperRequest {
+        upstream,
+        path,
+        query,
+        method,
+        body,
+        body_empty,
+        mut headers,
+        added,
+    } = req;
+    let uri = target::upstream_uri(upstream, path, query)
+        .map_err(|e| ProxyError::Upstream(format!("{}: bad upstream uri: {e}", upstream.label)))?;
+    added.apply(&mut headers);
+    // hyper sends a GET or HEAD body of unknown length (a chunked one, or HTTP/2 DATA without
+    // Content-Length) as no body at all unless the framing is set: the upstream would get the
+    // request without what the client sent (an Elasticsearch query becomes match-all).
+    if !body_empty
+        && body.size_hint().exact().is_none()
+        && !headers.contains_key(header::CONTENT_LENGTH)
+    {
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    let mut out = Request::new(body);
+    *out.method_mut() = method.clone();
+    *out.uri_mut() = uri;
+    // Pitfall 1: the pooled HTTP/1 client refuses HTTP/2 requests.
+    *out.version_mut() = Version::HTTP_11;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// What one attempt through hyper's client came to; out of line like [`hyper_request`].
+#[inline(never)]
+fn hyper_outcome(
+    route: &RouteProxy,
+    sent: Result<Result<Response<Incoming>, ClientError>, crate::timer::Elapsed>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    label: &str,
+) -> Result<Response<Body>, Failure> {
+    match sent {
+        Err(_elapsed) => Err(Failure::Timeout),
+        Ok(Err(e)) if e.is_connect() => Err(Failure::Connect(ProxyError::from_client(&e, label))),
+        Ok(Err(e)) => Err(Failure::Other(ProxyError::from_client(&e, label))),
+        Ok(Ok(response)) => {
+            finish_response(route, response, client_upgrade, label).map_err(Failure::Other)
+        }
+    }
 }
 
 /// A response from portcullis's own client, headers stripped and body guarded as for any.
