@@ -62,12 +62,13 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            // The latency histogram is not the recorder's: see `crate::latency`.
+            // The request counter and latency histogram are not the recorder's: see
+            // `crate::request_metrics`.
             let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             // Upkeep folds the raw samples of any histogram recorded through `metrics` into
-            // buckets (the request latency is kept by `crate::latency` instead).
+            // buckets (the request latency is kept by `crate::request_metrics` instead).
             let upkeep = handle.clone();
             std::thread::Builder::new()
                 .name("metrics-upkeep".into())

@@ -88,39 +88,38 @@ static COUNTERS: Mutex<BTreeMap<Series, Vec<Arc<Counter>>>> = Mutex::new(BTreeMa
 /// A new request counter of `route`, `decision` and `status` for the calling thread to keep
 /// and count into (the gateway caches one per series and thread).
 pub fn request_counter(route: &str, decision: &'static str, status: u16) -> Arc<Counter> {
-    let counter = Arc::new(Counter::default());
-    let mut counters = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
-    counters
-        .entry((route.into(), decision, status))
-        .or_default()
-        .push(counter.clone());
-    counter
+    register(&COUNTERS, (route.into(), decision, status))
 }
 
 /// A new shard for `route`, for the calling thread to keep and record into (the gateway
 /// caches one per route and thread).
 pub fn shard(route: &str) -> Arc<Shard> {
-    let shard = Arc::new(Shard::default());
-    let mut shards = SHARDS.lock().unwrap_or_else(|e| e.into_inner());
-    shards.entry(route.into()).or_default().push(shard.clone());
-    shard
+    register(&SHARDS, route.into())
+}
+
+/// A new single-writer value under `key` in `registry`, where rendering finds it.
+fn register<K: Ord, T: Default>(registry: &Mutex<BTreeMap<K, Vec<Arc<T>>>>, key: K) -> Arc<T> {
+    let value = Arc::new(T::default());
+    let mut registry = registry.lock().unwrap_or_else(|e| e.into_inner());
+    registry.entry(key).or_default().push(value.clone());
+    value
 }
 
 /// Both metrics in Prometheus text format: the counter, one series per route, decision and
 /// status, then the histogram (cumulative buckets, `_sum`, `_count`), one series per route.
 /// Empty when nothing was recorded.
 pub fn render() -> String {
-    let mut out = render_requests();
+    let mut out = String::new();
+    render_requests(&mut out);
     render_latency(&mut out);
     out
 }
 
-fn render_requests() -> String {
+fn render_requests(out: &mut String) {
     let name = crate::admin::names::REQUESTS;
     let counters = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
-    let mut out = String::new();
     if counters.is_empty() {
-        return out;
+        return;
     }
     // Writing into a String cannot fail.
     let _ = writeln!(out, "# TYPE {name} counter");
@@ -134,7 +133,6 @@ fn render_requests() -> String {
             "{name}{{route=\"{route}\",decision=\"{decision}\",status=\"{status}\"}} {total}"
         );
     }
-    out
 }
 
 fn render_latency(out: &mut String) {
