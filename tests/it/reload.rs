@@ -35,41 +35,71 @@ async fn eventually(url: &str, want: u16) {
     }
 }
 
+/// The real binary serving a config file with route `a`; `two` adds route `b`.
+struct Reloadable {
+    binary: Binary,
+    port: u16,
+    path: std::path::PathBuf,
+    one: String,
+    two: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Reloadable {
+    async fn start() -> Reloadable {
+        let upstream = echo_upstream().await;
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.toml");
+        let one = public_route("a", "/a/", std::slice::from_ref(&upstream), "");
+        let two = one.clone() + &public_route("b", "/b/", std::slice::from_ref(&upstream), "");
+        std::fs::write(&path, config_text(port, &one)).unwrap();
+        let binary = Binary::spawn(&["serve", "--config", path.to_str().unwrap()], port).await;
+        Reloadable {
+            binary,
+            port,
+            path,
+            one,
+            two,
+            _dir: dir,
+        }
+    }
+
+    /// Replaces the config file's routes.
+    fn write(&self, routes: &str) {
+        std::fs::write(&self.path, config_text(self.port, routes)).unwrap();
+    }
+
+    /// Asks the binary to reload now, without waiting for its poll.
+    fn sighup(&self) {
+        let hup = std::process::Command::new("kill")
+            .args(["-HUP", &self.binary.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+    }
+}
+
 #[tokio::test]
 async fn valid_changes_apply_and_invalid_ones_are_rejected() {
-    let upstream = echo_upstream().await;
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("portcullis.toml");
-    let one = public_route("a", "/a/", std::slice::from_ref(&upstream), "");
-    std::fs::write(&path, config_text(port, &one)).unwrap();
-    let binary = Binary::spawn(&["serve", "--config", path.to_str().unwrap()], port).await;
-    let base = format!("http://127.0.0.1:{port}");
+    let gate = Reloadable::start().await;
+    let base = format!("http://127.0.0.1:{}", gate.port);
     assert_eq!(status(&format!("{base}/a/x")).await, 200);
     assert_eq!(status(&format!("{base}/b/x")).await, 404);
 
     // A file change adds a route.
-    let two = one.clone() + &public_route("b", "/b/", std::slice::from_ref(&upstream), "");
-    std::fs::write(&path, config_text(port, &two)).unwrap();
+    gate.write(&gate.two);
     eventually(&format!("{base}/b/x"), 200).await;
 
     // An invalid file is rejected: the running config keeps serving both routes.
-    std::fs::write(
-        &path,
-        config_text(port, &(two.clone() + "[[routes]]\nid = \"BAD\"\n")),
-    )
-    .unwrap();
+    gate.write(&(gate.two.clone() + "[[routes]]\nid = \"BAD\"\n"));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(status(&format!("{base}/a/x")).await, 200);
     assert_eq!(status(&format!("{base}/b/x")).await, 200);
 
     // SIGHUP applies a valid file (route b removed) without waiting for the poll.
-    std::fs::write(&path, config_text(port, &one)).unwrap();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &binary.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    gate.write(&gate.one);
+    gate.sighup();
     eventually(&format!("{base}/b/x"), 404).await;
     assert_eq!(status(&format!("{base}/a/x")).await, 200);
 }
@@ -104,24 +134,13 @@ async fn status_on(conn: &mut BufReader<TcpStream>, path: &str) -> u16 {
 async fn a_keep_alive_connection_sees_a_reload_on_its_next_request() {
     // The HTTP/1 loop caches the router per connection: a reload must still reach an open
     // connection's next request, not only new connections.
-    let upstream = echo_upstream().await;
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("portcullis.toml");
-    let one = public_route("a", "/a/", std::slice::from_ref(&upstream), "");
-    std::fs::write(&path, config_text(port, &one)).unwrap();
-    let binary = Binary::spawn(&["serve", "--config", path.to_str().unwrap()], port).await;
-    let mut conn = BufReader::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    let gate = Reloadable::start().await;
+    let mut conn = BufReader::new(TcpStream::connect(("127.0.0.1", gate.port)).await.unwrap());
     assert_eq!(status_on(&mut conn, "/a/x").await, 200);
     assert_eq!(status_on(&mut conn, "/b/x").await, 404);
 
-    let two = one.clone() + &public_route("b", "/b/", std::slice::from_ref(&upstream), "");
-    std::fs::write(&path, config_text(port, &two)).unwrap();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &binary.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    gate.write(&gate.two);
+    gate.sighup();
     let started = Instant::now();
     while status_on(&mut conn, "/b/x").await != 200 {
         assert!(
